@@ -1,0 +1,66 @@
+"""The ``nextword`` command: a thin dispatcher over the stages' own CLI modules.
+
+    nextword train --out runs/default          # train on the embedded corpus
+    nextword train --corpus notes.txt --out runs/notes --mode stream
+
+Each subcommand lives beside its stage (``nextword.train.cli`` ...) and imports
+TensorFlow only when it runs, so ``nextword --help`` works on a device. Errors
+nextword raises on purpose print one line and exit non-zero; so does anything
+unexpected (set NEXTWORD_DEBUG=1 to see its traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from nextword import __version__
+from nextword.errors import NextwordError
+
+#: Subcommand name -> module with ``add_parser(subparsers)``.
+SUBCOMMANDS = {
+    "train": "nextword.train.cli",
+}
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nextword",
+        description="Train, export and run an LSTM next-word predictor.",
+    )
+    parser.add_argument("--version", action="version", version=f"nextword {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(module).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except NextwordError as err:
+        _fail(args.command, str(err))
+        return err.exit_code
+    except KeyboardInterrupt:
+        _fail(args.command, "interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as err:  # the promise is: never a traceback
+        if os.environ.get("NEXTWORD_DEBUG"):
+            raise
+        detail = " ".join(str(err).split())[:300]
+        _fail(args.command, f"unexpected {type(err).__name__}: {detail} (set NEXTWORD_DEBUG=1 for the traceback)")
+        return EXIT_INTERNAL
+
+
+def _fail(command: str, message: str) -> None:
+    print(f"nextword {command}: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

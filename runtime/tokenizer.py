@@ -1,0 +1,272 @@
+"""Word tokenizer shared by training and the device: pure Python, no TensorFlow.
+
+By default it splits text exactly as the seed tutorial's Keras ``Tokenizer``
+does (lowercase, strip the Keras filter characters, split on whitespace) and
+numbers words the same way: by frequency, ties by first occurrence, from 1,
+with 0 reserved for padding. Special tokens (``<unk>``, ``<eos>``) take the ids
+*after* the last word, so the word ids stay identical to Keras' for any corpus.
+
+    >>> tok = Tokenizer.fit(["hello how are you", "hello how is your day"])
+    >>> tok.encode("Hello, how is my day?")   # "my" is unknown -> <unk>
+    [1, 2, 5, 8, 7]
+    >>> tok.vocab[:4]
+    ('<pad>', 'hello', 'how', 'are')
+
+Saved as two plain files (never pickle): ``vocab.txt``, one token per line
+with the line number as its id, and ``tokenizer.json`` with the settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nextword.errors import TokenizerFileError, UsageError
+from nextword.fileio import atomic_write_text
+
+#: The characters Keras' ``Tokenizer`` strips by default (tab and newline included).
+KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
+PAD_TOKEN = "<pad>"
+PAD_ID = 0
+
+VOCAB_FILE = "vocab.txt"
+CONFIG_FILE = "tokenizer.json"
+FILE_FORMAT = "nextword.tokenizer"
+FILE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How text becomes ids. The defaults are the seed tutorial's, plus ``<unk>``."""
+
+    lower: bool = True
+    filters: str = KERAS_FILTERS
+    #: Unknown words map to this token; ``None`` drops them (Keras' behaviour).
+    unk_token: str | None = "<unk>"
+    #: Appended to every line of a corpus when set (one sentence per line).
+    eos_token: str | None = None
+    #: Cap on the whole id space (padding, words and special tokens), i.e. the
+    #: model's output size. ``None``: every word that passes ``min_count``.
+    max_vocab: int | None = None
+    #: Words seen fewer times than this are left out of the vocabulary.
+    min_count: int = 1
+
+    def __post_init__(self) -> None:
+        specials = self.special_tokens
+        for token in specials:
+            if not token or any(ch.isspace() for ch in token):
+                raise UsageError(f"special token {token!r} must be non-empty and contain no whitespace")
+            if token == PAD_TOKEN:
+                raise UsageError(f"{PAD_TOKEN!r} is reserved for padding; choose another special token")
+        if len(set(specials)) != len(specials):
+            raise UsageError(f"special tokens must differ, got {specials}")
+        if self.min_count < 1:
+            raise UsageError(f"min_count must be at least 1, got {self.min_count}")
+        smallest = 2 + len(specials)
+        if self.max_vocab is not None and self.max_vocab < smallest:
+            raise UsageError(
+                f"max_vocab={self.max_vocab} leaves no room for words: padding and "
+                f"{len(specials)} special token(s) need {smallest - 1} ids; use at least {smallest}"
+            )
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """Special tokens in id order (they follow the words)."""
+        return tuple(t for t in (self.unk_token, self.eos_token) if t is not None)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TokenizerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TokenizerFileError(f"tokenizer settings hold unknown keys {unknown}; was it written by a newer nextword?")
+        return cls(**data)
+
+
+class Tokenizer:
+    """A fixed vocabulary plus the rules that turn text into ids."""
+
+    def __init__(self, words: Sequence[str], config: TokenizerConfig | None = None) -> None:
+        self.config = config or TokenizerConfig()
+        specials = self.config.special_tokens
+        vocab = (PAD_TOKEN, *words, *specials)
+        if len(set(vocab)) != len(vocab):
+            duplicates = sorted({t for t in vocab if vocab.count(t) > 1})
+            raise TokenizerFileError(f"vocabulary lists tokens more than once: {duplicates[:5]}")
+        self.vocab: tuple[str, ...] = vocab
+        self.word_count = len(words)
+        self._ids = {token: i for i, token in enumerate(vocab)}
+        self._special_literals = frozenset(specials)
+        self._translate = str.maketrans({ch: " " for ch in self.config.filters})
+
+    # ----------------------------------------------------------------- fitting
+    @classmethod
+    def fit(cls, lines: Iterable[str], config: TokenizerConfig | None = None) -> Tokenizer:
+        """Build the vocabulary from lines of text (an iterable, read once)."""
+        config = config or TokenizerConfig()
+        counts: Counter[str] = Counter()
+        splitter = cls((), config)
+        for line in lines:
+            counts.update(splitter.split(line))
+        return cls.from_counts(counts, config)
+
+    @classmethod
+    def from_counts(cls, counts: Counter[str], config: TokenizerConfig | None = None) -> Tokenizer:
+        """Vocabulary from word counts whose insertion order is first occurrence."""
+        config = config or TokenizerConfig()
+        specials = set(config.special_tokens)
+        ranked = [(w, n) for w, n in counts.items() if w not in specials and n >= config.min_count]
+        # Stable sort: equal counts keep first-occurrence order, as in Keras.
+        ranked.sort(key=lambda item: item[1], reverse=True)
+        words = [w for w, _ in ranked]
+        if config.max_vocab is not None:
+            words = words[: config.max_vocab - 1 - len(config.special_tokens)]
+        return cls(words, config)
+
+    # ------------------------------------------------------------ vocabulary
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, padding and special tokens included: the model's output size."""
+        return len(self.vocab)
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._ids.get(self.config.unk_token) if self.config.unk_token else None
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._ids.get(self.config.eos_token) if self.config.eos_token else None
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids that are never a word to suggest: padding, ``<unk>``, ``<eos>``."""
+        return frozenset([PAD_ID, *(self._ids[t] for t in self.config.special_tokens)])
+
+    def id_of(self, token: str) -> int | None:
+        return self._ids.get(token)
+
+    def vocab_sha256(self) -> str:
+        """Digest of ``vocab.txt``'s exact bytes: names this vocabulary anywhere it travels."""
+        return hashlib.sha256(self.vocab_text().encode("utf-8")).hexdigest()
+
+    def vocab_text(self) -> str:
+        return "".join(token + "\n" for token in self.vocab)
+
+    # ------------------------------------------------------------ text -> ids
+    def split(self, text: str) -> list[str]:
+        """Text to tokens, the way Keras' ``text_to_word_sequence`` does.
+
+        Whitespace separates tokens; a token that is exactly a special token
+        (``<unk>`` in an already-tokenized corpus such as Penn Treebank) stays one.
+        """
+        if not text:
+            return []
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates cannot be saved or matched
+            text = text.encode("utf-8", "replace").decode("utf-8")
+        tokens: list[str] = []
+        for piece in text.split():
+            if piece in self._special_literals:
+                tokens.append(piece)
+                continue
+            if self.config.lower:
+                piece = piece.lower()
+            tokens.extend(piece.translate(self._translate).split())
+        return tokens
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the words in ``text``; unknown words become ``<unk>`` (or are dropped without one)."""
+        return self.ids(self.split(text))
+
+    def encode_line(self, line: str) -> list[int]:
+        """Ids of one corpus line, ``<eos>`` appended when the tokenizer has one."""
+        ids = self.encode(line)
+        if self.eos_id is not None:
+            ids.append(self.eos_id)
+        return ids
+
+    def ids(self, tokens: Iterable[str]) -> list[int]:
+        lookup = self._ids.get
+        unk = self.unk_id
+        # A missing token and a literal "<pad>" (id 0) in text are both unknown words.
+        if unk is None:
+            return [i for i in map(lookup, tokens) if i]
+        return [i if i else unk for i in map(lookup, tokens)]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.vocab[i] for i in ids]
+
+    # ----------------------------------------------------------- persistence
+    def settings(self) -> dict:
+        """The JSON written beside ``vocab.txt`` (and embedded in model files)."""
+        return {
+            "format": FILE_FORMAT,
+            "format_version": FILE_FORMAT_VERSION,
+            **self.config.to_dict(),
+            "vocab_size": self.vocab_size,
+            "pad_id": PAD_ID,
+            "unk_id": self.unk_id,
+            "eos_id": self.eos_id,
+            "vocab_sha256": self.vocab_sha256(),
+        }
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        atomic_write_text(directory / VOCAB_FILE, self.vocab_text())
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(self.settings(), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Tokenizer:
+        directory = Path(directory)
+        try:
+            vocab_text = (directory / VOCAB_FILE).read_text(encoding="utf-8")
+            settings = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise TokenizerFileError(f"tokenizer file missing: {err.filename}; is {directory} a nextword run?") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise TokenizerFileError(f"tokenizer files in {directory} are corrupt ({err}); retrain or restore them") from None
+        return cls.from_text(vocab_text, settings, source=str(directory))
+
+    @classmethod
+    def from_text(cls, vocab_text: str, settings: dict, *, source: str = "tokenizer") -> Tokenizer:
+        """Rebuild from ``vocab.txt``'s text and the settings dict, checking that they agree."""
+        if not isinstance(settings, dict) or settings.get("format") != FILE_FORMAT:
+            raise TokenizerFileError(f"{source}: tokenizer settings are not a {FILE_FORMAT} file")
+        if settings.get("format_version") != FILE_FORMAT_VERSION:
+            raise TokenizerFileError(
+                f"{source}: tokenizer format version {settings.get('format_version')!r} is not supported "
+                f"(this nextword reads version {FILE_FORMAT_VERSION}); upgrade nextword"
+            )
+        # Split on "\n" only: tokens may hold other characters str.splitlines() breaks on.
+        tokens = vocab_text.split("\n")
+        if tokens and tokens[-1] == "":
+            tokens.pop()
+        config_keys = {f.name for f in dataclasses.fields(TokenizerConfig)}
+        config = TokenizerConfig.from_dict({k: v for k, v in settings.items() if k in config_keys})
+        specials = config.special_tokens
+        expected_size = settings.get("vocab_size")
+        if len(tokens) != expected_size:
+            raise TokenizerFileError(
+                f"{source}: vocabulary has {len(tokens)} tokens but its settings say {expected_size}; "
+                "the files do not belong together"
+            )
+        if not tokens or tokens[0] != PAD_TOKEN or tuple(tokens[len(tokens) - len(specials):]) != specials:
+            raise TokenizerFileError(
+                f"{source}: vocabulary must start with {PAD_TOKEN!r} and end with {list(specials)}; the file is damaged"
+            )
+        tokenizer = cls(tokens[1 : len(tokens) - len(specials)], config)
+        if settings.get("vocab_sha256") not in (None, tokenizer.vocab_sha256()):
+            raise TokenizerFileError(f"{source}: vocabulary does not match its sha256; it was edited or damaged")
+        return tokenizer
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, unk={self.config.unk_token!r}, eos={self.config.eos_token!r})"

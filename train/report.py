@@ -1,0 +1,105 @@
+"""What a training run tells a person: the console summary, train_report.json, history.png."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+from nextword import __version__
+from nextword.config import ModelConfig
+from nextword.fileio import atomic_path
+from nextword.tokenizer import Tokenizer
+
+
+def keras_verbosity() -> int:
+    """A live progress bar in a terminal; one line per epoch in logs and CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def summary_line(corpus_name: str, tokenizer: Tokenizer, model_config: ModelConfig, parameters: int,
+                 train_counts, mode: str) -> str:
+    return (
+        f"corpus: {corpus_name} | {train_counts.lines} training lines, {train_counts.tokens} tokens | "
+        f"vocab {tokenizer.vocab_size} | window {model_config.window} | "
+        f"{model_config.num_layers}x LSTM({model_config.hidden_size}), embedding {model_config.embedding_dim}, "
+        f"{parameters:,} parameters | {mode} mode: {train_counts.examples} examples, {train_counts.targets} targets"
+    )
+
+
+def build_report(*, run, data, tokenizer: Tokenizer, model_config: ModelConfig, train_config, parameters: int,
+                 train_counts, valid_counts, history: dict, fit_seconds: float, wall_seconds: float,
+                 resumed_from: int) -> dict:
+    epochs_done = len(history.get("loss", []))
+    epochs_this_session = epochs_done - resumed_from
+    final = {key: values[-1] for key, values in history.items() if key != "epoch_seconds" and values}
+    best = None
+    if history.get("val_loss"):
+        best_epoch = min(range(epochs_done), key=lambda i: history["val_loss"][i])
+        best = {"epoch": best_epoch + 1, "val_loss": history["val_loss"][best_epoch],
+                "val_perplexity": math.exp(history["val_loss"][best_epoch])}
+    targets_seen = train_counts.targets * epochs_this_session
+    return {
+        "nextword_version": __version__,
+        "run_dir": str(run.path),
+        "corpus": {
+            "name": data.corpus.name,
+            "files": [str(p) for p in data.corpus.files],
+            "train_lines": train_counts.lines,
+            "train_tokens": train_counts.tokens,
+            "valid_lines": valid_counts.lines if valid_counts else 0,
+            "valid_tokens": valid_counts.tokens if valid_counts else 0,
+            "train_unknown_rate": train_counts.unknown / max(train_counts.tokens, 1),
+            "valid_unknown_rate": (valid_counts.unknown / max(valid_counts.tokens, 1)) if valid_counts else None,
+            "validation": "file" if data.valid_corpus else ("held-out lines" if data.valid_fraction else "none"),
+        },
+        "vocab_size": tokenizer.vocab_size,
+        "model": model_config.to_dict(),
+        "parameters": parameters,
+        "training": {
+            "mode": train_config.mode,
+            "epochs_requested": train_config.epochs,
+            "epochs_completed": epochs_done,
+            "stopped_early": epochs_done < train_config.epochs,
+            "resumed_from_epoch": resumed_from,
+            "batch_size": train_config.batch_size,
+            "learning_rate": train_config.learning_rate,
+            "seed": train_config.seed,
+            "train_examples": train_counts.examples,
+            "train_targets": train_counts.targets,
+        },
+        "final": final,
+        "best": best,
+        "wall_seconds": round(wall_seconds, 3),
+        "fit_seconds": round(fit_seconds, 3),
+        # Targets are predicted tokens: the honest unit for comparing modes.
+        "targets_per_second": round(targets_seen / fit_seconds, 1) if fit_seconds > 0 else None,
+        "history": history,
+    }
+
+
+def plot_history(history: dict, path: Path) -> None:
+    """Loss, accuracy and perplexity per epoch, training and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("loss", "Loss (cross-entropy)"), ("accuracy", "Top-1 accuracy"), ("perplexity", "Perplexity")]
+    epochs = range(1, len(history.get("loss", [])) + 1)
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8))
+    for ax, (key, title) in zip(axes, panels):
+        for prefix, label, style in (("", "training", "-"), ("val_", "validation", "--")):
+            values = history.get(prefix + key)
+            if values:
+                ax.plot(epochs, values, style, label=label)
+        if key == "perplexity":
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)

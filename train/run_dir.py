@@ -1,0 +1,111 @@
+"""The layout of a training run directory, and reading/writing its small files.
+
+    RUN_DIR/
+      model.keras          the trained next-word model (loads with safe_mode)
+      vocab.txt            one token per line, line number = id
+      tokenizer.json       tokenizer settings
+      config.json          model + training config (what `--resume` and export read)
+      train_report.json    corpus stats, metrics, timings
+      history.png          loss / accuracy / perplexity curves
+      checkpoints/         last completed epoch, for `--resume`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from nextword import __version__
+from nextword.config import CONFIG_FORMAT_VERSION
+from nextword.errors import RunDirError
+from nextword.fileio import atomic_write_text
+
+RUN_FORMAT = "nextword.run"
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    model = property(lambda self: self.path / "model.keras")
+    config = property(lambda self: self.path / "config.json")
+    report = property(lambda self: self.path / "train_report.json")
+    history_plot = property(lambda self: self.path / "history.png")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    state = property(lambda self: self.path / "checkpoints" / "state.json")
+
+    def checkpoint_for(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch:04d}.keras"
+
+    # ------------------------------------------------------------- creating
+    def ensure_new(self, overwrite: bool) -> None:
+        """Refuse to train over an existing run unless asked to; check before any work is done."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"--out {self.path} exists and is not a directory; choose another path")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if not overwrite:
+                hint = "--resume to continue it" if self.config.exists() else "another --out"
+                raise RunDirError(f"--out {self.path} is not empty; use {hint}, or --overwrite to replace it")
+            if not self.config.exists():
+                raise RunDirError(f"--out {self.path} is not empty and holds no nextword run; refusing to overwrite it")
+        _check_writable(self.path)
+
+    def create(self, overwrite: bool) -> None:
+        if overwrite and self.path.exists():
+            shutil.rmtree(self.path)
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunDirError(f"cannot create {self.path}: {err.strerror}; choose a writable --out") from None
+
+    # ------------------------------------------------------------ json files
+    def write_config(self, *, model: dict, training: dict, corpus: dict) -> None:
+        payload = {
+            "format": RUN_FORMAT,
+            "format_version": CONFIG_FORMAT_VERSION,
+            "nextword_version": __version__,
+            "model": model,
+            "training": training,
+            "corpus": corpus,
+        }
+        write_json(self.config, payload)
+
+    def read_config(self) -> dict:
+        data = read_json(self.config, what="run config")
+        if data.get("format") != RUN_FORMAT:
+            raise RunDirError(f"{self.config} is not a nextword run config")
+        if data.get("format_version") != CONFIG_FORMAT_VERSION:
+            raise RunDirError(
+                f"{self.path} was written by nextword {data.get('nextword_version')} in run format "
+                f"{data.get('format_version')}; this nextword ({__version__}) reads format {CONFIG_FORMAT_VERSION}"
+            )
+        return data
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path, *, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{what} {path} is missing; is {path.parent} a complete nextword run?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunDirError(f"{what} {path} is unreadable or corrupt ({err})") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{what} {path} is corrupt (not a JSON object)")
+    return data
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, before training, if the run directory could not be created or written."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RunDirError(f"cannot create {path}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot write to {probe}; choose a writable --out")

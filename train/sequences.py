@@ -1,0 +1,137 @@
+"""Training examples from encoded lines, in two modes, as numpy batches.
+
+``prefix`` (the seed tutorial's recipe): every line becomes its prefix n-grams,
+pre-padded to the window, the last word as the target; a line of n tokens gives
+n - 1 examples of shape ``(window,) -> ()``.
+
+``stream`` (for real corpora): the corpus is one token stream cut into windows
+of ``window + 1`` tokens; the model predicts the next token at every position,
+so one window gives ``window`` targets, ``(window,) -> (window,)``.
+
+Everything is a generator over lines read from disk with a bounded shuffle
+buffer, so memory does not grow with the corpus. ``tensorflow_dataset`` wraps
+it in ``tf.data``; the rest of this module does not need TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from nextword.tokenizer import PAD_ID
+
+MODES = ("prefix", "stream")
+Block = tuple[np.ndarray, np.ndarray]
+
+
+def prefix_examples(encoded_lines: Iterable[list[int]], window: int) -> Iterator[Block]:
+    """One block per line: its n - 1 prefix contexts ``(n-1, window)`` and targets ``(n-1,)``."""
+    for ids in encoded_lines:
+        n = len(ids)
+        if n < 2:
+            continue
+        padded = np.concatenate([np.full(window, PAD_ID, np.int32), np.asarray(ids, np.int32)])
+        # Row i of the view is padded[i : i + window] = the window before ids[i].
+        contexts = sliding_window_view(padded, window)[1:n]
+        yield np.ascontiguousarray(contexts), np.asarray(ids[1:], np.int32)
+
+
+def stream_examples(encoded_lines: Iterable[list[int]], window: int, chunk: int = 256) -> Iterator[Block]:
+    """Consecutive, non-overlapping windows of the token stream: ``(m, window)`` inputs and next-token targets."""
+    span = window + 1
+    buffer: list[int] = []
+    for ids in encoded_lines:
+        buffer.extend(ids)
+        if len(buffer) >= chunk * window + 1:
+            yield _cut_windows(buffer, window)
+            # The last token of a window is the first input of the next one.
+            del buffer[: (len(buffer) - 1) // window * window]
+    if len(buffer) >= span:
+        yield _cut_windows(buffer, window)
+
+
+def _cut_windows(tokens: list[int], window: int) -> Block:
+    count = (len(tokens) - 1) // window
+    stream = np.asarray(tokens[: count * window + 1], np.int32)
+    inputs = stream[:-1].reshape(count, window)
+    targets = stream[1:].reshape(count, window)
+    return inputs, targets
+
+
+def count_examples(encoded_lines: Iterable[list[int]], mode: str, window: int) -> tuple[int, int]:
+    """(examples, targets) the mode yields for these lines, without building them."""
+    if mode == "prefix":
+        examples = sum(max(len(ids) - 1, 0) for ids in encoded_lines)
+        return examples, examples
+    tokens = sum(len(ids) for ids in encoded_lines)
+    examples = max(tokens - 1, 0) // window
+    return examples, examples * window
+
+
+def examples(encoded_lines: Iterable[list[int]], mode: str, window: int) -> Iterator[Block]:
+    if mode == "prefix":
+        return prefix_examples(encoded_lines, window)
+    if mode == "stream":
+        return stream_examples(encoded_lines, window)
+    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+def shuffled(blocks: Iterable[Block], buffer_size: int, rng: np.random.Generator | None) -> Iterator[Block]:
+    """Shuffle examples within buffers of ``buffer_size`` (the whole corpus when it fits)."""
+    if rng is None:
+        yield from blocks
+        return
+    pending: list[Block] = []
+    held = 0
+    for block in blocks:
+        pending.append(block)
+        held += len(block[0])
+        if held >= buffer_size:
+            yield _permute(pending, rng)
+            pending, held = [], 0
+    if pending:
+        yield _permute(pending, rng)
+
+
+def _permute(blocks: list[Block], rng: np.random.Generator) -> Block:
+    inputs = np.concatenate([b[0] for b in blocks])
+    targets = np.concatenate([b[1] for b in blocks])
+    order = rng.permutation(len(inputs))
+    return inputs[order], targets[order]
+
+
+def batched(blocks: Iterable[Block], batch_size: int) -> Iterator[Block]:
+    """Exactly ``batch_size`` examples per batch (the last may be smaller), across block edges."""
+    pending: list[Block] = []
+    held = 0
+    for block in blocks:
+        pending.append(block)
+        held += len(block[0])
+        while held >= batch_size:
+            inputs = np.concatenate([b[0] for b in pending])
+            targets = np.concatenate([b[1] for b in pending])
+            yield inputs[:batch_size], targets[:batch_size]
+            rest = (inputs[batch_size:], targets[batch_size:])
+            pending, held = [rest], len(rest[0])
+    if held:
+        yield np.concatenate([b[0] for b in pending]), np.concatenate([b[1] for b in pending])
+
+
+def tensorflow_dataset(
+    make_batches: Callable[[], Iterator[Block]], *, mode: str, window: int, batches: int
+):
+    """Wrap a batch generator factory in ``tf.data``; it is called anew for every epoch."""
+    import tensorflow as tf
+
+    target_shape = (None,) if mode == "prefix" else (None, window)
+    dataset = tf.data.Dataset.from_generator(
+        make_batches,
+        output_signature=(
+            tf.TensorSpec(shape=(None, window), dtype=tf.int32),
+            tf.TensorSpec(shape=target_shape, dtype=tf.int32),
+        ),
+    )
+    # A known length gives Keras' progress bar its total on the first epoch too.
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
