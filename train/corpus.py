@@ -98,6 +98,9 @@ class Corpus:
         for path in self.files:
             try:
                 with open(path, "rb") as f:
+                    if b"\x00" in f.read(8192):
+                        raise CorpusError(f"{path} looks binary (it holds NUL bytes); the corpus must be UTF-8 text")
+                    f.seek(0)
                     for number, raw in enumerate(f, start=1):
                         yield path, raw, _decode(raw, path, number)
             except OSError as err:

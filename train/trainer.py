@@ -269,7 +269,7 @@ def _fit(
             patience=train_config.early_stopping, restore_best_weights=True))
     fit_started = time.perf_counter()
     model.fit(train_ds, validation_data=valid_ds, epochs=train_config.epochs, initial_epoch=initial_epoch,
-              callbacks=callbacks, verbose=reporting.keras_verbosity())
+              callbacks=callbacks, shuffle=False, verbose=reporting.keras_verbosity())
     fit_seconds = time.perf_counter() - fit_started
 
     final = inference_model(model, model_config)

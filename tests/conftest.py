@@ -1,0 +1,49 @@
+"""Shared fixtures: small corpora on disk and a way to run the CLI like a user."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: The seed tutorial's corpus: four lines, ids hello 1 ... doing 10 in Keras.
+SEED_LINES = [
+    "hello how are you",
+    "hello how is your day",
+    "hello how are your friends",
+    "what are you doing",
+]
+
+
+@pytest.fixture
+def seed_corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "seed.txt"
+    path.write_text("\n".join(SEED_LINES) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    """About 40 short lines: enough for a validation split, trains in seconds."""
+    subjects = ["i", "you", "we", "they"]
+    verbs = ["like", "want", "need", "see"]
+    objects = ["coffee", "the train", "a walk", "some tea", "the news"]
+    lines = [f"{s} {v} {o} today" for s in subjects for v in verbs for o in objects[:3]]
+    lines += ["good morning", "good night", "see you soon", "thank you so much"]
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``nextword`` in a fresh process, as a person at a terminal would."""
+    return subprocess.run(
+        [sys.executable, "-m", "nextword", *args],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )

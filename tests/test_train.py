@@ -1,0 +1,173 @@
+"""Training: the seed tutorial, both modes, artifacts, determinism, resume after a kill."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from nextword.config import ModelConfig  # noqa: E402
+from nextword.errors import RunDirError  # noqa: E402
+from nextword.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
+from nextword.train import trainer  # noqa: E402
+from nextword.train.model import build_model, suggest_with_keras  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+
+RUN_FILES = {"model.keras", "vocab.txt", "tokenizer.json", "config.json", "train_report.json", "history.png",
+             "checkpoints"}
+
+
+def quiet(_message: str) -> None:
+    pass
+
+
+def train_tiny(corpus, out, *, epochs=3, mode="prefix", seed=0, **model):
+    return trainer.start(
+        out,
+        trainer.TrainConfig(mode=mode, epochs=epochs, seed=seed, corpus=(str(corpus),), batch_size=16),
+        TokenizerConfig(eos_token="<eos>" if mode == "stream" else None),
+        trainer.ModelOptions(**{"embedding_dim": 8, "hidden_size": 8, **model}),
+        log=quiet,
+    )
+
+
+def test_seed_tutorial_predicts_your(seed_corpus, tmp_path):
+    """`nextword train --corpus seed.txt --out RUN_DIR` with no other flag is the tutorial."""
+    out = tmp_path / "seed_run"
+    result = run_cli("train", "--corpus", str(seed_corpus), "--out", str(out), "--sample", "hello how is")
+    assert result.returncode == 0, result.stderr
+    assert "'hello how is' -> your" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == {"vocab_size": 12, "window": 4, "embedding_dim": 10, "hidden_size": 50,
+                               "num_layers": 1, "dropout": 0.0}
+    assert config["training"]["epochs"] == 200 and config["training"]["mode"] == "prefix"
+    model = keras.models.load_model(out / "model.keras", safe_mode=True)
+    tokenizer = Tokenizer.load(out)
+    [top] = suggest_with_keras(model, tokenizer, ModelConfig.from_dict(config["model"]), ["hello how is"], k=1)
+    assert top[0].word == "your" and top[0].prob > 0.5
+
+
+def test_prefix_run_writes_every_artifact(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    result = train_tiny(tiny_corpus, out, epochs=3)
+    assert {p.name for p in out.iterdir()} == RUN_FILES  # nothing half-written left behind
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0003.keras", "state.json"]
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["training"]["epochs_completed"] == 3
+    assert report["corpus"]["validation"] == "held-out lines" and report["corpus"]["valid_lines"] > 0
+    assert report["corpus"]["train_lines"] + report["corpus"]["valid_lines"] == 52
+    assert report["vocab_size"] == result.tokenizer.vocab_size
+    assert report["parameters"] == result.model.count_params()
+    assert report["targets_per_second"] > 0 and report["wall_seconds"] >= report["fit_seconds"] > 0
+    for key in ("loss", "accuracy", "perplexity", "val_loss", "val_accuracy", "val_perplexity"):
+        assert len(report["history"][key]) == 3
+    assert report["final"]["perplexity"] == pytest.approx(np.exp(report["final"]["loss"]), rel=1e-3)
+    assert (out / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loaded = keras.models.load_model(out / "model.keras", safe_mode=True)
+    assert loaded.input_shape == (None, result.config.window)
+    assert loaded.output_shape == (None, result.tokenizer.vocab_size)
+
+
+def test_stream_mode_trains_every_position(tiny_corpus, tmp_path):
+    result = train_tiny(tiny_corpus, tmp_path / "run", epochs=2, mode="stream", window=6, num_layers=2,
+                        dropout=0.1)
+    report = result.report
+    assert report["training"]["train_targets"] == report["training"]["train_examples"] * 6
+    assert report["training"]["train_targets"] > 2 * report["corpus"]["train_lines"]
+    assert result.tokenizer.eos_id is not None
+    assert result.model.output_shape == (None, result.tokenizer.vocab_size)  # saved as the next-word model
+    assert [layer.name for layer in result.model.layers if "lstm" in layer.name] == ["lstm_0", "lstm_1"]
+
+
+def test_padding_never_changes_a_prediction(tiny_corpus, tmp_path):
+    """Masked padding: a short context gives the same output at any amount of pre-padding."""
+    result = train_tiny(tiny_corpus, tmp_path / "run", epochs=1, window=8)
+    ids = result.tokenizer.encode("we want some tea")
+    short = np.array([[0] * 4 + ids], np.int32)
+    probs = result.model.predict_on_batch(short)
+    unpadded = build_model(dataclasses.replace(result.config, window=len(ids)))
+    unpadded.set_weights(result.model.get_weights())
+    np.testing.assert_allclose(unpadded.predict_on_batch(np.array([ids], np.int32)), probs, atol=1e-6)
+
+
+def test_same_seed_same_weights(tiny_corpus, tmp_path):
+    a = train_tiny(tiny_corpus, tmp_path / "a", seed=7)
+    b = train_tiny(tiny_corpus, tmp_path / "b", seed=7)
+    c = train_tiny(tiny_corpus, tmp_path / "c", seed=8)
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.model.get_weights(), c.model.get_weights()))
+
+
+@pytest.mark.parametrize("mode", ["prefix", "stream"])
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny_corpus, tmp_path, mode):
+    straight = train_tiny(tiny_corpus, tmp_path / "straight", epochs=4, mode=mode)
+    train_tiny(tiny_corpus, tmp_path / "resumed", epochs=2, mode=mode)
+    resumed = trainer.resume(tmp_path / "resumed", epochs=4, log=quiet)
+    for ws, wr in zip(straight.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_allclose(ws, wr, rtol=0, atol=1e-6)
+    assert resumed.report["training"]["resumed_from_epoch"] == 2
+    assert len(resumed.report["history"]["loss"]) == 4
+
+
+def test_run_killed_mid_training_resumes_from_its_last_epoch(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "nextword", "train", "--corpus", str(tiny_corpus), "--out",
+                             str(out), "--epochs", "500", "--hidden-size", "8"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    state = out / "checkpoints" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 2 <= killed_at < 500
+    assert not (out / "model.keras").exists()
+    target = killed_at + 2
+    result = run_cli("train", "--out", str(out), "--resume", "--epochs", str(target))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["training"]["resumed_from_epoch"] == killed_at
+    assert report["training"]["epochs_completed"] == target
+    assert [p.name for p in (out / "checkpoints").glob("*.keras")] == [f"epoch-{target:04d}.keras"]
+
+
+def test_resume_refuses_what_it_cannot_continue(tiny_corpus, tmp_path):
+    with pytest.raises(RunDirError, match="does not exist"):
+        trainer.resume(tmp_path / "missing", log=quiet)
+    train_tiny(tiny_corpus, tmp_path / "done", epochs=1)
+    with pytest.raises(RunDirError, match="already completed 1 of 1 epochs"):
+        trainer.resume(tmp_path / "done", log=quiet)
+    tiny_corpus.write_text("a changed corpus\n" * 30)
+    with pytest.raises(Exception, match="corpus .* changed"):
+        trainer.resume(tmp_path / "done", epochs=3, log=quiet)
+
+
+@pytest.mark.slow
+def test_default_model_suggests_everyday_words(tmp_path):
+    """The real main job: 200 epochs on the embedded corpus (a few minutes)."""
+    out = tmp_path / "default"
+    result = run_cli("train", "--out", str(out), "--sample", "see you", "--sample", "thank you for the",
+                     "--sample", "i am going to")
+    assert result.returncode == 0, result.stderr
+    model = keras.models.load_model(out / "model.keras", safe_mode=True)
+    tokenizer = Tokenizer.load(out)
+    config = ModelConfig.from_dict(json.loads((out / "config.json").read_text())["model"])
+    contexts = {"hello how is": {"your"}, "see you": {"tomorrow", "later", "soon", "there", "next", "at", "on"},
+                "good": {"morning", "night", "luck", "afternoon", "evening", "job"},
+                "i am going to": {"the", "bed", "make"}}
+    suggestions = suggest_with_keras(model, tokenizer, config, list(contexts), k=3)
+    for (text, expected), top3 in zip(contexts.items(), suggestions):
+        assert expected & {s.word for s in top3}, (text, top3)
