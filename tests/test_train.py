@@ -20,6 +20,7 @@ from nextword.errors import RunDirError  # noqa: E402
 from nextword.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from nextword.train import trainer  # noqa: E402
 from nextword.train.model import build_model, suggest_with_keras  # noqa: E402
+from nextword.train.plan import ModelOptions, TrainConfig, plan_new, plan_resume  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
 
@@ -32,13 +33,17 @@ def quiet(_message: str) -> None:
 
 
 def train_tiny(corpus, out, *, epochs=3, mode="prefix", seed=0, **model):
-    return trainer.start(
+    plan = plan_new(
         out,
-        trainer.TrainConfig(mode=mode, epochs=epochs, seed=seed, corpus=(str(corpus),), batch_size=16),
+        TrainConfig(mode=mode, epochs=epochs, seed=seed, corpus=(str(corpus),), batch_size=16),
         TokenizerConfig(eos_token="<eos>" if mode == "stream" else None),
-        trainer.ModelOptions(**{"embedding_dim": 8, "hidden_size": 8, **model}),
-        log=quiet,
+        ModelOptions(**{"embedding_dim": 8, "hidden_size": 8, **model}),
     )
+    return trainer.start(plan, log=quiet)
+
+
+def resume(out, epochs=None):
+    return trainer.resume(plan_resume(out, epochs=epochs), log=quiet)
 
 
 def test_seed_tutorial_predicts_your(seed_corpus, tmp_path):
@@ -113,7 +118,7 @@ def test_same_seed_same_weights(tiny_corpus, tmp_path):
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny_corpus, tmp_path, mode):
     straight = train_tiny(tiny_corpus, tmp_path / "straight", epochs=4, mode=mode)
     train_tiny(tiny_corpus, tmp_path / "resumed", epochs=2, mode=mode)
-    resumed = trainer.resume(tmp_path / "resumed", epochs=4, log=quiet)
+    resumed = resume(tmp_path / "resumed", epochs=4)
     for ws, wr in zip(straight.model.get_weights(), resumed.model.get_weights()):
         np.testing.assert_allclose(ws, wr, rtol=0, atol=1e-6)
     assert resumed.report["training"]["resumed_from_epoch"] == 2
@@ -146,13 +151,13 @@ def test_run_killed_mid_training_resumes_from_its_last_epoch(tiny_corpus, tmp_pa
 
 def test_resume_refuses_what_it_cannot_continue(tiny_corpus, tmp_path):
     with pytest.raises(RunDirError, match="does not exist"):
-        trainer.resume(tmp_path / "missing", log=quiet)
+        resume(tmp_path / "missing")
     train_tiny(tiny_corpus, tmp_path / "done", epochs=1)
     with pytest.raises(RunDirError, match="already completed 1 of 1 epochs"):
-        trainer.resume(tmp_path / "done", log=quiet)
+        resume(tmp_path / "done")
     tiny_corpus.write_text("a changed corpus\n" * 30)
     with pytest.raises(Exception, match="corpus .* changed"):
-        trainer.resume(tmp_path / "done", epochs=3, log=quiet)
+        resume(tmp_path / "done", epochs=3)
 
 
 @pytest.mark.slow

@@ -73,9 +73,8 @@ _RESUMABLE = {"out", "resume", "epochs", "sample", "run", "command", "overwrite"
 
 def run(args: argparse.Namespace) -> int:
     require("tensorflow", extra="train", command="train")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import
     from nextword.tokenizer import TokenizerConfig
-    from nextword.train import trainer
+    from nextword.train import plan as planning
 
     if args.resume:
         changed = sorted(k for k, v in vars(args).items() if k not in _RESUMABLE and v not in (None, False))
@@ -84,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
                 f"--resume continues with the run's saved settings; only --epochs may change "
                 f"(got --{', --'.join(c.replace('_', '-') for c in changed)})"
             )
-        result = trainer.resume(args.out, epochs=args.epochs)
+        plan = planning.plan_resume(args.out, epochs=args.epochs)
     else:
         mode = args.mode or "prefix"
-        train_config = trainer.TrainConfig(
+        train_config = planning.TrainConfig(
             mode=mode,
             **_given(args, "epochs", "batch_size", "learning_rate", "clipnorm", "seed", "valid_fraction",
                      "early_stopping"),
@@ -101,9 +100,14 @@ def run(args: argparse.Namespace) -> int:
             eos_token="<eos>" if eos else None,
             **({"filters": ""} if args.keep_punctuation else {}),
         )
-        model_options = trainer.ModelOptions(
+        model_options = planning.ModelOptions(
             **_given(args, "embedding_dim", "hidden_size", "num_layers", "dropout", "window"))
-        result = trainer.start(args.out, train_config, tokenizer_config, model_options, overwrite=args.overwrite)
+        plan = planning.plan_new(args.out, train_config, tokenizer_config, model_options, overwrite=args.overwrite)
+    # Every input is checked; only now pay for importing TensorFlow.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from nextword.train import trainer
+
+    result = trainer.resume(plan) if args.resume else trainer.start(plan)
     _print_result(result, args.sample or list(DEFAULT_SAMPLES))
     return 0
 

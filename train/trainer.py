@@ -15,22 +15,20 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from nextword.config import ModelConfig
-from nextword.errors import CorpusError, RunDirError, UsageError
+from nextword.errors import RunDirError
 from nextword.fileio import atomic_path
-from nextword.tokenizer import Tokenizer, TokenizerConfig
+from nextword.tokenizer import Tokenizer
 from nextword.train import report as reporting
 from nextword.train import sequences
-from nextword.train.corpus import Corpus
-from nextword.train.data import TrainingData
 from nextword.train.model import build_model, compile_for_training, inference_model
-from nextword.train.run_dir import RunDir, read_json, write_json
+from nextword.train.plan import RunPlan
+from nextword.train.run_dir import RunDir, write_json
 
 Log = Callable[[str], None]
 
@@ -43,155 +41,50 @@ class TrainResult:
     config: ModelConfig
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train; saved in ``config.json`` so ``--resume`` continues the same way."""
-
-    mode: str = "prefix"
-    epochs: int = 200
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    clipnorm: float | None = None
-    seed: int = 0
-    valid_fraction: float = 0.1
-    #: Stop after this many epochs without improvement of the validation loss.
-    early_stopping: int | None = None
-    shuffle_buffer: int = 100_000
-    #: Corpus files/directories; ``None`` is the embedded default corpus.
-    corpus: tuple[str, ...] | None = None
-    valid: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode not in sequences.MODES:
-            raise UsageError(f"--mode {self.mode!r} does not exist; choose one of {', '.join(sequences.MODES)}")
-        for name in ("epochs", "batch_size", "shuffle_buffer"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.valid_fraction < 1.0:
-            raise UsageError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
-        if self.learning_rate <= 0:
-            raise UsageError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.early_stopping is not None and self.early_stopping < 1:
-            raise UsageError(f"--early-stopping must be at least 1 epoch, got {self.early_stopping}")
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """The user's model settings; vocabulary size and window are decided from the data."""
-
-    embedding_dim: int = 10
-    hidden_size: int = 50
-    num_layers: int = 1
-    dropout: float = 0.0
-    window: int | None = None
-
-
-def corpus_of(paths: tuple[str, ...] | None) -> Corpus:
-    return Corpus.default() if paths is None else Corpus.from_paths(paths)
-
-
-def start(
-    out: str | Path,
-    train_config: TrainConfig,
-    tokenizer_config: TokenizerConfig,
-    model_options: ModelOptions,
-    *,
-    overwrite: bool = False,
-    log: Log = print,
-) -> TrainResult:
-    """Validate everything, create the run directory, train. """
-    run = RunDir(out)
-    run.ensure_new(overwrite)
-    data, scan = TrainingData.scan(
-        corpus_of(train_config.corpus),
-        None if train_config.valid is None else Corpus.from_paths(train_config.valid),
-        seed=train_config.seed,
-        valid_fraction=train_config.valid_fraction,
-    )
-    train_config = dataclasses.replace(train_config, valid_fraction=data.valid_fraction)
-    tokenizer = data.fit_tokenizer(tokenizer_config)
-    window = model_options.window or data.auto_window(train_config.mode)
-    model_config = ModelConfig(
-        vocab_size=tokenizer.vocab_size,
-        window=window,
-        embedding_dim=model_options.embedding_dim,
-        hidden_size=model_options.hidden_size,
-        num_layers=model_options.num_layers,
-        dropout=model_options.dropout,
-    )
-    if train_config.valid_fraction == 0 and train_config.valid is None:
-        log(f"note: corpus has {scan.lines} lines, too few to hold some out; training on all, no validation")
-
-    run.create(overwrite)
+def start(plan: RunPlan, *, log: Log = print) -> TrainResult:
+    """Create the run directory from a checked plan and train it."""
+    run = plan.run
+    if plan.train_config.valid_fraction == 0 and plan.train_config.valid is None:
+        log(f"note: corpus has {plan.scan.lines} lines, too few to hold some out; training on all, no validation")
+    run.create(plan.overwrite)
     try:
-        tokenizer.save(run.path)
+        plan.tokenizer.save(run.path)
         run.write_config(
-            model=model_config.to_dict(),
-            training=dataclasses.asdict(train_config),
-            corpus={"name": data.corpus.name, **dataclasses.asdict(scan)},
+            model=plan.model_config.to_dict(),
+            training=dataclasses.asdict(plan.train_config),
+            corpus={"name": plan.data.corpus.name, **dataclasses.asdict(plan.scan)},
         )
     except BaseException:
         # Nothing trained yet: leave no half-made run behind.
         shutil.rmtree(run.path, ignore_errors=True)
         raise
-    keras.utils.set_random_seed(train_config.seed)
-    model = build_model(model_config, sequence_output=train_config.mode == "stream")
-    compile_for_training(model, train_config.learning_rate, train_config.clipnorm)
-    return _fit(run, data, tokenizer, model_config, train_config, model, initial_epoch=0, history={}, log=log)
+    return _fit(plan, _fresh_model(plan), log=log)
 
 
-def resume(out: str | Path, *, epochs: int | None = None, log: Log = print) -> TrainResult:
-    """Continue a run from its last completed epoch (``epochs`` may raise the target)."""
-    run = RunDir(out)
-    if not run.path.is_dir():
-        raise RunDirError(f"cannot resume: {run.path} does not exist; start a run with `nextword train --out {run.path}`")
-    saved = run.read_config()
-    train_config = TrainConfig(**_tuples(saved["training"]))
-    if epochs is not None:
-        train_config = dataclasses.replace(train_config, epochs=epochs)
-    model_config = ModelConfig.from_dict(saved["model"])
-    tokenizer = Tokenizer.load(run.path)
-    data, scan = TrainingData.scan(
-        corpus_of(train_config.corpus),
-        None if train_config.valid is None else Corpus.from_paths(train_config.valid),
-        seed=train_config.seed,
-        valid_fraction=train_config.valid_fraction,
-    )
-    if scan.sha256 != saved["corpus"]["sha256"]:
-        raise CorpusError(
-            f"cannot resume {run.path}: the corpus ({data.corpus.name}) changed since the run started; "
-            "restore it or start a new run"
-        )
-    data.use_tokenizer(tokenizer)
-    state = read_json(run.state, what="checkpoint state") if run.state.exists() else None
-    if state is None:
-        log(f"no completed epoch in {run.path}; starting from epoch 1")
-        keras.utils.set_random_seed(train_config.seed)
-        model = build_model(model_config, sequence_output=train_config.mode == "stream")
-        compile_for_training(model, train_config.learning_rate, train_config.clipnorm)
-        initial_epoch, history = 0, {}
+def resume(plan: RunPlan, *, log: Log = print) -> TrainResult:
+    """Continue a run from the checkpoint its plan names (or from scratch if it has none yet)."""
+    if plan.checkpoint is None:
+        log(f"no completed epoch in {plan.run.path}; starting from epoch 1")
+        model = _fresh_model(plan)
     else:
-        initial_epoch, history = state["epoch"], state["history"]
-        if initial_epoch >= train_config.epochs:
-            raise RunDirError(
-                f"{run.path} already completed {initial_epoch} of {train_config.epochs} epochs; "
-                "pass --epochs N with a larger N to train further"
-            )
-        checkpoint = run.checkpoints / state["checkpoint"]
         try:
-            model = keras.models.load_model(checkpoint)
+            model = keras.models.load_model(plan.checkpoint)
         except Exception as err:  # a damaged archive raises many different types
-            raise RunDirError(f"checkpoint {checkpoint} cannot be loaded ({err}); start a new run") from None
+            raise RunDirError(f"checkpoint {plan.checkpoint} cannot be loaded ({err}); start a new run") from None
         # Dropout's random state lives in the checkpoint; this seeds anything else.
-        keras.utils.set_random_seed(train_config.seed)
-        log(f"resuming {run.path} at epoch {initial_epoch + 1} of {train_config.epochs}")
-    run.write_config(model=saved["model"], training=dataclasses.asdict(train_config), corpus=saved["corpus"])
-    return _fit(run, data, tokenizer, model_config, train_config, model, initial_epoch=initial_epoch,
-                history=history, log=log)
+        keras.utils.set_random_seed(plan.train_config.seed)
+        log(f"resuming {plan.run.path} at epoch {plan.initial_epoch + 1} of {plan.train_config.epochs}")
+    saved = plan.run.read_config()
+    plan.run.write_config(model=saved["model"], training=dataclasses.asdict(plan.train_config),
+                          corpus=saved["corpus"])
+    return _fit(plan, model, log=log)
 
 
-def _tuples(training: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in training.items()}
+def _fresh_model(plan: RunPlan) -> keras.Model:
+    keras.utils.set_random_seed(plan.train_config.seed)
+    model = build_model(plan.model_config, sequence_output=plan.train_config.mode == "stream")
+    compile_for_training(model, plan.train_config.learning_rate, plan.train_config.clipnorm)
+    return model
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -222,28 +115,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 old.unlink(missing_ok=True)
 
 
-def _fit(
-    run: RunDir,
-    data: TrainingData,
-    tokenizer: Tokenizer,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    model: keras.Model,
-    *,
-    initial_epoch: int,
-    history: dict,
-    log: Log,
-) -> TrainResult:
+def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     started = time.perf_counter()
     tf.config.experimental.enable_op_determinism()
+    run, data, tokenizer, model_config, train_config = (plan.run, plan.data, plan.tokenizer, plan.model_config,
+                                                        plan.train_config)
     mode, window, batch_size = train_config.mode, model_config.window, train_config.batch_size
-    train_counts = data.count(mode, window, validation=False)
-    if train_counts.examples == 0:
-        raise CorpusError(
-            f"corpus {data.corpus.name} yields no training examples in {mode} mode "
-            "(every line has a single word, or the stream is shorter than the window); give it longer text"
-        )
-    valid_counts = data.count(mode, window, validation=True) if data.has_validation else None
+    train_counts, valid_counts = plan.train_counts, plan.valid_counts
+    initial_epoch, history = plan.initial_epoch, dict(plan.history)
     epoch_holder = [initial_epoch]
 
     def train_batches():

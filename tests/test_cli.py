@@ -1,0 +1,105 @@
+"""The CLI as a person meets it: help, and bad input answered with one line and no debris."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from nextword import cli
+
+from conftest import run_cli
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_help_lists_train_and_does_not_import_tensorflow():
+    code = ("import sys; from nextword.cli import build_parser; build_parser().format_help(); "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    result = run_cli("--help")
+    assert result.returncode == 0 and "train" in result.stdout
+    assert run_cli("--version").stdout.startswith("nextword ")
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "punctuation_only", "binary", "latin1", "directory"])
+def test_bad_corpus_is_one_line_nonzero_and_no_run_dir(tmp_path, case):
+    corpus = tmp_path / "corpus.txt"
+    content = {"empty": b"", "punctuation_only": b"!!! ... ???\n-- ;; --\n", "binary": b"\x00\x01\x02" * 100,
+               "latin1": "déjà vu\n".encode("latin-1")}.get(case)
+    if content is not None:
+        corpus.write_bytes(content)
+    if case == "directory":
+        corpus = tmp_path / "empty_dir"
+        corpus.mkdir()
+    out = tmp_path / "run"
+    result = run_cli("train", "--corpus", str(corpus), "--out", str(out), "--epochs", "1")
+    assert result.returncode == 1
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("nextword train: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_unwritable_output_is_refused_before_training(tmp_path, seed_corpus):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = run_cli("train", "--corpus", str(seed_corpus), "--out", str(blocker / "run"))
+    assert result.returncode == 1
+    [line] = error_lines(result)
+    assert "not a directory" in line and not (tmp_path / "run").exists()
+
+
+def test_existing_run_is_not_overwritten_by_accident(tmp_path, seed_corpus):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    result = run_cli("train", "--corpus", str(seed_corpus), "--out", str(out))
+    assert result.returncode == 1 and "not empty" in result.stderr
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--valid-fraction", "1.5"], "--valid-fraction"),
+    (["--max-vocab", "1"], "max_vocab=1"),
+    (["--hidden-size", "0"], "hidden_size=0"),
+    (["--resume", "--hidden-size", "8"], "only --epochs may change"),
+])
+def test_impossible_options_are_one_line(tmp_path, seed_corpus, capsys, args, message):
+    code = cli.main(["train", "--corpus", str(seed_corpus), "--out", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_mode_is_rejected_by_the_parser(tmp_path):
+    result = run_cli("train", "--out", str(tmp_path / "run"), "--mode", "words")
+    assert result.returncode == 2 and "invalid choice: 'words'" in result.stderr
+
+
+def test_train_without_tensorflow_says_which_extra_to_install(tmp_path, monkeypatch, capsys):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorflow" else real_find_spec(name, *a))
+    code = cli.main(["train", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 3 and err == ('nextword train: error: `nextword train` needs tensorflow, which is not installed; '
+                                 'install it with: pip install "nextword[train]"')
+
+
+def test_unexpected_errors_are_one_line_too(monkeypatch, capsys, tmp_path):
+    from nextword.train import plan
+
+    def boom(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(plan, "plan_new", boom)
+    code = cli.main(["train", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == cli.EXIT_INTERNAL and err.count("\n") == 0 and "OSError: disk on fire" in err

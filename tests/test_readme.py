@@ -1,0 +1,30 @@
+"""The README opens with exactly the two commands, and CI runs the second."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def first_code_block() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"^```[^\n]*\n(.*?)^```", text, re.S | re.M)
+    assert block, "README.md has no code block"
+    return block.group(1).strip().splitlines()
+
+
+def test_readme_opens_with_two_commands_main_job_first():
+    main_job, tests = first_code_block()
+    assert "nextword train" in main_job and ".venv" in main_job
+    assert "pytest" in tests and ".venv" in tests
+
+
+def test_ci_runs_the_readme_test_command():
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "README.md" in script and "sed -n 2p" in script
+    out = subprocess.run(["bash", "-c", "awk '/^```/{fence++; next} fence==1' README.md | sed -n 2p"],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == first_code_block()[1]
