@@ -118,7 +118,10 @@ def test_same_seed_same_weights(tiny_corpus, tmp_path):
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny_corpus, tmp_path, mode):
     straight = train_tiny(tiny_corpus, tmp_path / "straight", epochs=4, mode=mode)
     train_tiny(tiny_corpus, tmp_path / "resumed", epochs=2, mode=mode)
+    debris = tmp_path / "resumed" / "checkpoints" / ".epoch-0003.k1ll3d.tmp.keras"  # a write cut short by a kill
+    debris.write_bytes(b"PK\x03\x04 half an archive")
     resumed = resume(tmp_path / "resumed", epochs=4)
+    assert not debris.exists()
     for ws, wr in zip(straight.model.get_weights(), resumed.model.get_weights()):
         np.testing.assert_allclose(ws, wr, rtol=0, atol=1e-6)
     assert resumed.report["training"]["resumed_from_epoch"] == 2
@@ -146,7 +149,9 @@ def test_run_killed_mid_training_resumes_from_its_last_epoch(tiny_corpus, tmp_pa
     report = json.loads((out / "train_report.json").read_text())
     assert report["training"]["resumed_from_epoch"] == killed_at
     assert report["training"]["epochs_completed"] == target
-    assert [p.name for p in (out / "checkpoints").glob("*.keras")] == [f"epoch-{target:04d}.keras"]
+    # Only the newest checkpoint is kept; a temp file of a write the kill interrupted is cleaned up.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"epoch-{target:04d}.keras", "state.json"]
+    assert {p.name for p in out.iterdir()} == RUN_FILES
 
 
 def test_resume_refuses_what_it_cannot_continue(tiny_corpus, tmp_path):
@@ -176,3 +181,16 @@ def test_default_model_suggests_everyday_words(tmp_path):
     suggestions = suggest_with_keras(model, tokenizer, config, list(contexts), k=3)
     for (text, expected), top3 in zip(contexts.items(), suggestions):
         assert expected & {s.word for s in top3}, (text, top3)
+
+
+def test_early_stopping_stops_when_validation_stops_improving(tiny_corpus, tmp_path):
+    unrelated = tmp_path / "valid.txt"
+    unrelated.write_text("zebras juggle quantum marmalade\n" * 5 + "coffee zebras today\n" * 5)
+    plan = plan_new(tmp_path / "run",
+                    TrainConfig(epochs=50, early_stopping=2, corpus=(str(tiny_corpus),), valid=(str(unrelated),),
+                                learning_rate=0.02),
+                    TokenizerConfig(), ModelOptions(hidden_size=8))
+    report = trainer.start(plan, log=quiet).report
+    assert report["corpus"]["validation"] == "file" and report["corpus"]["valid_unknown_rate"] > 0.5
+    assert report["training"]["stopped_early"] and report["training"]["epochs_completed"] < 50
+    assert report["best"]["epoch"] == report["training"]["epochs_completed"] - 2

@@ -78,8 +78,14 @@ def build_report(*, run, data, tokenizer: Tokenizer, model_config: ModelConfig, 
     }
 
 
-def plot_history(history: dict, path: Path) -> None:
-    """Loss, accuracy and perplexity per epoch, training and validation."""
+def plot_title(report: dict) -> str:
+    model, training = report["model"], report["training"]
+    return (f"{Path(report['run_dir']).name}: {training['mode']} mode, vocab {report['vocab_size']}, "
+            f"{model['num_layers']}x LSTM({model['hidden_size']}), {training['epochs_completed']} epochs")
+
+
+def plot_history(history: dict, path: Path, title: str = "") -> None:
+    """Loss, accuracy and perplexity per epoch, training and validation; the best validation epoch marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,18 +93,24 @@ def plot_history(history: dict, path: Path) -> None:
 
     panels = [("loss", "Loss (cross-entropy)"), ("accuracy", "Top-1 accuracy"), ("perplexity", "Perplexity")]
     epochs = range(1, len(history.get("loss", [])) + 1)
-    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 4.1))
+    val_loss = history.get("val_loss")
+    best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__) if val_loss else None
     for ax, (key, title) in zip(axes, panels):
         for prefix, label, style in (("", "training", "-"), ("val_", "validation", "--")):
             values = history.get(prefix + key)
             if values:
                 ax.plot(epochs, values, style, label=label)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", linewidth=0.8, linestyle=":", label=f"best validation ({best_epoch})")
         if key == "perplexity":
             ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)

@@ -60,6 +60,14 @@ class RunDir:
         except OSError as err:
             raise RunDirError(f"cannot create {self.path}: {err.strerror}; choose a writable --out") from None
 
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Temporary files of a process killed mid-write (never under a final name): safe to delete."""
+        stale = [p for folder in (self.path, self.checkpoints) if folder.is_dir()
+                 for p in folder.glob(".*.tmp*") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
     # ------------------------------------------------------------ json files
     def write_config(self, *, model: dict, training: dict, corpus: dict) -> None:
         payload = {

@@ -63,6 +63,7 @@ def start(plan: RunPlan, *, log: Log = print) -> TrainResult:
 
 def resume(plan: RunPlan, *, log: Log = print) -> TrainResult:
     """Continue a run from the checkpoint its plan names (or from scratch if it has none yet)."""
+    plan.run.remove_stale_temp_files()
     if plan.checkpoint is None:
         log(f"no completed epoch in {plan.run.path}; starting from epoch 1")
         model = _fresh_model(plan)
@@ -161,5 +162,5 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
         resumed_from=initial_epoch,
     )
     write_json(run.report, report)
-    reporting.plot_history(history, run.history_plot)
+    reporting.plot_history(history, run.history_plot, title=reporting.plot_title(report))
     return TrainResult(report, final, tokenizer, model_config)

@@ -1,0 +1,122 @@
+"""The two inference forms, rebuilt from the trained weights as plain TensorFlow.
+
+Keras 3's LSTM does not convert cleanly to TFLite (dynamic-batch WHILE loops,
+resource variables; see docs in the README), so the exporter writes the LSTM
+cell out by hand from ``model.get_weights()``, weights as constants:
+
+- ``window(tokens (batch, window) int32) -> probs (batch, vocab)``: the cell
+  unrolled over the fixed window, padding (id 0) masked exactly as Keras'
+  ``mask_zero`` does: a padded position leaves h and c unchanged.
+- ``step(token (batch,) int32, h (layers, batch, hidden), c (layers, batch, hidden))
+  -> probs, h_out, c_out``: one token for a keyboard that types word by word.
+  From the zero state, feeding a context's ids one at a time gives the window
+  form's probabilities; feeding id 0 changes nothing.
+
+Keras' gate order is i, f, c (g), o; the recurrent activation is the sigmoid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from nextword.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class LstmWeights:
+    embedding: np.ndarray  # (vocab, embedding_dim)
+    kernels: tuple[np.ndarray, ...]  # per layer: (input + hidden, 4 * hidden), input and recurrent stacked
+    biases: tuple[np.ndarray, ...]  # per layer: (4 * hidden,)
+    dense_kernel: np.ndarray  # (hidden, vocab)
+    dense_bias: np.ndarray  # (vocab,)
+
+    @classmethod
+    def from_keras(cls, model, config: ModelConfig) -> LstmWeights:
+        [embedding] = model.get_layer("embedding").get_weights()
+        kernels, biases = [], []
+        for index in range(config.num_layers):
+            kernel, recurrent, bias = model.get_layer(f"lstm_{index}").get_weights()
+            # One matmul per step: [x, h] @ [[W], [U]].
+            kernels.append(np.concatenate([kernel, recurrent], axis=0))
+            biases.append(bias)
+        dense_kernel, dense_bias = model.get_layer("probs").get_weights()
+        return cls(embedding, tuple(kernels), tuple(biases), dense_kernel, dense_bias)
+
+
+class InferenceGraphs(tf.Module):
+    """``window`` and ``step`` as concrete-signature tf.functions over constant weights."""
+
+    def __init__(self, weights: LstmWeights, config: ModelConfig) -> None:
+        super().__init__(name="nextword")
+        self.config = config
+        # Kept as numpy and turned into constants *inside* each traced function:
+        # captured eager tensors would become extra graph inputs in tf2onnx.
+        self._weights = weights
+        hidden, layers = config.hidden_size, config.num_layers
+        self.window = tf.function(
+            self._window, input_signature=[tf.TensorSpec([None, config.window], tf.int32, name="tokens")]
+        )
+        self.step = tf.function(
+            self._step,
+            input_signature=[
+                tf.TensorSpec([None], tf.int32, name="token"),
+                tf.TensorSpec([layers, None, hidden], tf.float32, name="h"),
+                tf.TensorSpec([layers, None, hidden], tf.float32, name="c"),
+            ],
+        )
+
+    def _constants(self) -> dict:
+        w = self._weights
+        return {
+            "embedding": tf.constant(w.embedding, tf.float32),
+            "kernels": [tf.constant(k, tf.float32) for k in w.kernels],
+            "biases": [tf.constant(b, tf.float32) for b in w.biases],
+            "dense_kernel": tf.constant(w.dense_kernel, tf.float32),
+            "dense_bias": tf.constant(w.dense_bias, tf.float32),
+        }
+
+    @staticmethod
+    def _cell(weights: dict, layer: int, x, h, c, keep):
+        """One LSTM step of one layer; ``keep`` (batch, 1) is 1.0 for a real token, 0.0 for padding."""
+        z = tf.matmul(tf.concat([x, h], axis=1), weights["kernels"][layer]) + weights["biases"][layer]  # (batch, 4H)
+        i, f, g, o = tf.split(z, 4, axis=1)
+        c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        # Exact for keep in {0, 1}: padding leaves the state as it was.
+        return keep * h_new + (1.0 - keep) * h, keep * c_new + (1.0 - keep) * c
+
+    @staticmethod
+    def _probs(weights: dict, top_h):
+        return tf.nn.softmax(tf.matmul(top_h, weights["dense_kernel"]) + weights["dense_bias"])  # (batch, vocab)
+
+    def _window(self, tokens):
+        weights = self._constants()
+        embedded = tf.gather(weights["embedding"], tokens)  # (batch, window, E)
+        keep = tf.cast(tf.not_equal(tokens, 0), tf.float32)  # (batch, window)
+        zeros = tf.zeros(tf.stack([tf.shape(tokens)[0], self.config.hidden_size]), tf.float32)
+        h = [zeros] * self.config.num_layers
+        c = [zeros] * self.config.num_layers
+        for t in range(self.config.window):
+            x = embedded[:, t, :]
+            keep_t = keep[:, t : t + 1]
+            for layer in range(self.config.num_layers):
+                h[layer], c[layer] = self._cell(weights, layer, x, h[layer], c[layer], keep_t)
+                x = h[layer]
+        return {"probs": self._probs(weights, h[-1])}
+
+    def _step(self, token, h, c):
+        weights = self._constants()
+        x = tf.gather(weights["embedding"], token)  # (batch, E)
+        keep = tf.cast(tf.not_equal(token, 0), tf.float32)[:, None]  # (batch, 1)
+        h_layers, c_layers = tf.unstack(h, num=self.config.num_layers), tf.unstack(c, num=self.config.num_layers)
+        h_out, c_out = [], []
+        for layer in range(self.config.num_layers):
+            h_new, c_new = self._cell(weights, layer, x, h_layers[layer], c_layers[layer], keep)
+            h_out.append(h_new)
+            c_out.append(c_new)
+            x = h_new
+        # Outputs are named h_out / c_out: an output named like an input breaks tf2onnx.
+        return {"probs": self._probs(weights, h_out[-1]), "h_out": tf.stack(h_out), "c_out": tf.stack(c_out)}
