@@ -22,6 +22,8 @@ from nextword.errors import NextwordError
 #: Subcommand name -> module with ``add_parser(subparsers)``.
 SUBCOMMANDS = {
     "train": "nextword.train.cli",
+    "export": "nextword.export.cli",
+    "inspect": "nextword.inspect_cli",
 }
 
 EXIT_INTERNAL = 70

@@ -33,3 +33,27 @@ class TokenizerFileError(NextwordError):
 
 class RunDirError(NextwordError):
     """A run directory is missing, incomplete, not writable or already used."""
+
+
+class ModelFileError(NextwordError):
+    """A model file is missing, unreadable, or not a TFLite/ONNX model."""
+
+
+class MetadataError(NextwordError):
+    """A model file carries no (or unusable) nextword metadata."""
+
+
+class ChecksumError(NextwordError):
+    """A model file's bytes do not match the checksum stored inside it: it is damaged."""
+
+
+class VocabMismatchError(NextwordError):
+    """The embedded vocabulary does not fit the model (size or digest)."""
+
+
+class EngineError(NextwordError):
+    """No inference engine can run this file (missing package, unsupported op)."""
+
+
+class ExportValidationError(NextwordError):
+    """An exported file does not predict what the Keras model predicts, within tolerance."""

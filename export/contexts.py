@@ -1,0 +1,63 @@
+"""The contexts every export is validated on: held-out text of the training corpus plus edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nextword.config import ModelConfig
+from nextword.context import window_ids
+from nextword.tokenizer import Tokenizer
+
+#: At least this many contexts; random word sequences top up a corpus too small to give them.
+MIN_CONTEXTS = 256
+#: Up to this many real held-out prefixes: one flipped prediction then moves an agreement
+#: rate by 0.1 point instead of 0.4.
+MAX_CONTEXTS = 1024
+
+
+def edge_cases(tokenizer: Tokenizer, config: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Named contexts that exercise padding, truncation and unknown words."""
+    words = np.arange(1, tokenizer.word_count + 1)
+    cases = {
+        "empty context (all padding)": [],
+        "one word": [1],
+        "full window": list(rng.choice(words, config.window)),
+        "longer than the window": list(rng.choice(words, 2 * config.window + 3)),
+    }
+    if tokenizer.unk_id is not None:
+        cases["unknown words"] = [1, tokenizer.unk_id, tokenizer.unk_id]
+        cases["only unknown words"] = [tokenizer.unk_id]
+    if tokenizer.eos_id is not None:
+        cases["after end of sentence"] = [1, 2, tokenizer.eos_id]
+    return {name: window_ids(ids, config.window) for name, ids in cases.items()}
+
+
+def text_contexts(sources, tokenizer: Tokenizer, config: ModelConfig,
+                  rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+    """Random prefixes of real lines, up to MAX_CONTEXTS, and how many came from each source.
+
+    ``sources`` are line iterables in order of preference (held-out lines, then
+    training lines): a source is only read while fewer than MIN_CONTEXTS were
+    found. Random word sequences top up a corpus too small for even that.
+    """
+    chosen: list[list[int]] = []
+    counts = []
+    for lines in sources:
+        if len(chosen) >= MIN_CONTEXTS:
+            counts.append(0)
+            continue
+        prefixes = []
+        for line in lines:
+            ids = tokenizer.encode_line(line)
+            prefixes.extend(ids[:end] for end in range(1, len(ids)))
+            if len(prefixes) >= 50 * MAX_CONTEXTS:
+                break
+        take = [prefixes[i] for i in rng.permutation(len(prefixes))[: MAX_CONTEXTS - len(chosen)]]
+        chosen += take
+        counts.append(len(take))
+    random_count = 0
+    while len(chosen) < MIN_CONTEXTS:  # a tiny corpus (the seed's four lines) has fewer prefixes than that
+        length = int(rng.integers(1, config.window + 1))
+        chosen.append(list(rng.integers(1, tokenizer.word_count + 1, length)))
+        random_count += 1
+    return np.stack([window_ids(ids, config.window) for ids in chosen]), counts + [random_count]

@@ -1,0 +1,54 @@
+"""ONNX files: conversion with tf2onnx, int8 with ONNX Runtime, metadata_props with a self-digest.
+
+ONNX has one graph per file, so the step form is a companion file
+(``model.step.onnx`` beside ``model.onnx``), each file carrying the full
+metadata and naming the other.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from nextword.modelfile import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, onnx_digest,
+                                onnx_metadata_props)
+
+PRECISIONS = ("float32", "int8")
+OPSET = 17
+
+
+def convert(graphs, form: str) -> onnx.ModelProto:
+    import tf2onnx
+
+    function = graphs.window if form == "window" else graphs.step
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=OPSET)
+    proto.graph.name = f"nextword_{form}"
+    return proto
+
+
+def quantize_int8(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX Runtime dynamic quantization: int8 weights (MatMulInteger, ONNX Runtime contrib ops)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="nextword-onnx-") as tmp:
+        source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        onnx.save_model(proto, source)
+        # Per-channel scales: one scale per output column keeps the softmax projection's rows apart.
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+        return onnx.load_model(target)
+
+
+def with_metadata(proto: onnx.ModelProto, vocab_text: str, config_json: str) -> bytes:
+    """Serialized model whose ``nextword.sha256`` is the digest of these very bytes (digest blanked)."""
+    del proto.metadata_props[:]
+    for key, value in ((ONNX_CONFIG_KEY, config_json), (ONNX_VOCAB_KEY, vocab_text),
+                       (ONNX_DIGEST_KEY, DIGEST_PLACEHOLDER)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    _, start, end = onnx_metadata_props(data)[ONNX_DIGEST_KEY]
+    digest = onnx_digest(data, (start, end))
+    return data[:start] + digest.encode("ascii") + data[end:]

@@ -1,0 +1,63 @@
+"""Validation of an exported file against the Keras model: one comparison for every format.
+
+Like Hugging Face optimum's ``validate_model_outputs``, but a tolerance miss is
+always an error, never a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_abs_diff: float | None = None
+    min_top1_agreement: float | None = None
+    min_top5_identical: float | None = None  # share of contexts whose top-5 *sets* are equal
+    min_top5_overlap: float | None = None  # mean |top5 ∩ top5'| / 5
+
+
+#: Per precision, as promised in the README.
+TOLERANCES = {
+    "float32": Tolerance(max_abs_diff=1e-5, min_top5_identical=1.0),
+    "float16": Tolerance(max_abs_diff=1e-3, min_top1_agreement=0.99),
+    "int8": Tolerance(min_top1_agreement=0.97, min_top5_overlap=0.90),
+}
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
+    """Agreement of two (contexts, vocab) probability matrices."""
+    reference = np.asarray(reference, np.float64)
+    candidate = np.asarray(candidate, np.float64)
+    if reference.shape != candidate.shape:
+        return {"shape": list(candidate.shape), "expected_shape": list(reference.shape)}
+    top5_ref = np.argsort(-reference, axis=1, kind="stable")[:, :5]
+    top5_new = np.argsort(-candidate, axis=1, kind="stable")[:, :5]
+    overlap = np.array([len(set(a) & set(b)) for a, b in zip(top5_ref, top5_new)])
+    return {
+        "contexts": int(reference.shape[0]),
+        "max_abs_diff": float(np.max(np.abs(reference - candidate))),
+        "top1_agreement": float(np.mean(top5_ref[:, 0] == top5_new[:, 0])),
+        "top5_identical": float(np.mean(overlap == 5)),
+        "top5_overlap": float(np.mean(overlap) / 5),
+    }
+
+
+def failures(measures: dict, tolerance: Tolerance) -> list[str]:
+    """Every measure outside its tolerance, as 'measure value vs tolerance' phrases."""
+    if "expected_shape" in measures:
+        return [f"output shape {measures['shape']} != expected {measures['expected_shape']}"]
+    checks = [
+        ("max_abs_diff", tolerance.max_abs_diff, lambda v, t: v <= t, "<="),
+        ("top1_agreement", tolerance.min_top1_agreement, lambda v, t: v >= t, ">="),
+        ("top5_identical", tolerance.min_top5_identical, lambda v, t: v >= t, ">="),
+        ("top5_overlap", tolerance.min_top5_overlap, lambda v, t: v >= t, ">="),
+    ]
+    return [f"{name} {measures[name]:.6g} (must be {op} {limit:g})"
+            for name, limit, ok, op in checks if limit is not None and not ok(measures[name], limit)]
+
+
+def tolerance_dict(precision: str) -> dict:
+    return {k: v for k, v in asdict(TOLERANCES[precision]).items() if v is not None}

@@ -1,0 +1,141 @@
+"""Inference engines behind one small interface: ``window`` and ``step``.
+
+- TFLite: ai-edge-litert (preferred) or tflite-runtime, both through signature
+  runners ``window`` and ``step`` of the same file.
+- ONNX: ONNX Runtime; the step graph is a companion file named in the metadata.
+
+Only files that ``read_model_file`` accepted (metadata present, checksum good)
+reach an engine. TFLite interpreters are not thread-safe, so each engine
+serialises its calls with a lock.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from nextword.errors import EngineError, ModelFileError
+from nextword.modelfile import ModelFile, read_model_file
+
+TFLITE_ENGINES = ("ai-edge-litert", "tflite-runtime")
+ONNX_ENGINES = ("onnxruntime",)
+_TFLITE_MODULES = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
+
+
+def installed_engines(fmt: str) -> list[str]:
+    names = TFLITE_ENGINES if fmt == "tflite" else ONNX_ENGINES
+    return [name for name in names if _available(name)]
+
+
+def _available(name: str) -> bool:
+    module = _TFLITE_MODULES.get(name, "onnxruntime")
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class TFLiteEngine:
+    def __init__(self, model: ModelFile, name: str, threads: int | None = None) -> None:
+        self.name = name
+        interpreter_class = importlib.import_module(_TFLITE_MODULES[name]).Interpreter
+        try:
+            self._interpreter = interpreter_class(model_content=model.data, num_threads=threads)
+            signatures = self._interpreter.get_signature_list()
+            self._window = self._interpreter.get_signature_runner("window")
+            self._step = self._interpreter.get_signature_runner("step") if "step" in signatures else None
+        except (ValueError, RuntimeError) as err:
+            message = " ".join(str(err).split())
+            hint = ""
+            if "opcode" in message or "op for builtin" in message:
+                hint = (f"; {name} is too old for this file's ops: install ai-edge-litert "
+                        "(pip install \"nextword[litert]\") or use the float16/float32 file")
+            raise EngineError(f"{name} cannot load {model.path.name}: {message[:300]}{hint}") from None
+        self._lock = threading.Lock()
+
+    @property
+    def has_step(self) -> bool:
+        return self._step is not None
+
+    def window(self, tokens: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._window(tokens=np.ascontiguousarray(tokens, np.int32))["probs"]
+
+    def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
+        with self._lock:
+            out = self._step(token=np.ascontiguousarray(token, np.int32), h=np.ascontiguousarray(h, np.float32),
+                             c=np.ascontiguousarray(c, np.float32))
+        return out["probs"], out["h_out"], out["c_out"]
+
+
+class OnnxEngine:
+    name = "onnxruntime"
+
+    def __init__(self, graphs: dict[str, ModelFile], threads: int | None = None) -> None:
+        """``graphs`` maps "window" (required) and "step" (optional) to checked model files."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        if "window" not in graphs:
+            raise ModelFileError(f"{graphs['step'].path.name} holds only the step graph; load its window file "
+                                 f"{graphs['step'].metadata.get('companion', {}).get('file', 'model.onnx')} instead")
+        try:
+            self._sessions = {graph: ort.InferenceSession(m.data, options, providers=["CPUExecutionProvider"])
+                              for graph, m in graphs.items()}
+        except Exception as err:  # onnxruntime raises its own exception types
+            name = graphs["window"].path.name
+            raise EngineError(f"onnxruntime cannot load {name}: {' '.join(str(err).split())[:300]}") from None
+
+    @classmethod
+    def for_file(cls, model: ModelFile, threads: int | None = None) -> OnnxEngine:
+        """The file's own graph plus its companion (the other form) when it lies beside it."""
+        graphs = {model.metadata["graph"]: model}
+        companion = model.metadata.get("companion")
+        if companion and (model.path.parent / companion["file"]).exists():
+            other = read_model_file(model.path.parent / companion["file"])
+            if other.tokenizer.vocab_sha256() != model.tokenizer.vocab_sha256():
+                raise ModelFileError(f"{other.path.name} does not belong to {model.path.name} "
+                                     "(different vocabulary); export them together again")
+            graphs[other.metadata["graph"]] = other
+        return cls(graphs, threads)
+
+    @property
+    def has_step(self) -> bool:
+        return "step" in self._sessions
+
+    def window(self, tokens: np.ndarray) -> np.ndarray:
+        return self._sessions["window"].run(["probs"], {"tokens": np.ascontiguousarray(tokens, np.int32)})[0]
+
+    def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
+        probs, h_out, c_out = self._sessions["step"].run(
+            ["probs", "h_out", "c_out"],
+            {"token": np.ascontiguousarray(token, np.int32), "h": np.ascontiguousarray(h, np.float32),
+             "c": np.ascontiguousarray(c, np.float32)},
+        )
+        return probs, h_out, c_out
+
+
+def open_engine(model: ModelFile | str | Path, engine: str | None = None, threads: int | None = None):
+    """An engine for a checked model file; ``engine`` picks one by name, else the best installed."""
+    if not isinstance(model, ModelFile):
+        model = read_model_file(model)
+    names = TFLITE_ENGINES if model.format == "tflite" else ONNX_ENGINES
+    if engine is not None and engine not in names:
+        raise EngineError(f"engine {engine!r} cannot run {model.format} files; choose one of {', '.join(names)}")
+    candidates = [engine] if engine else list(names)
+    available = [name for name in candidates if _available(name)]
+    if not available:
+        extra = {"ai-edge-litert": "litert", "tflite-runtime": "tflite", "onnxruntime": "onnx"}[candidates[0]]
+        raise EngineError(f"no engine for {model.format} files is installed ({' or '.join(candidates)}); "
+                          f"install one: pip install \"nextword[{extra}]\"")
+    if model.format == "tflite":
+        return TFLiteEngine(model, available[0], threads)
+    return OnnxEngine.for_file(model, threads)

@@ -1,0 +1,251 @@
+"""Reading a nextword model file: format, embedded vocabulary and config, checksums.
+
+No inference engine is involved: a file is identified by its content, its
+metadata parsed and its checksum verified here, *before* any engine sees it,
+because a damaged flatbuffer can crash tflite-runtime and a bit-flipped weight
+loads silently in every engine.
+
+    model = read_model_file("model.int8.tflite")
+    model.tokenizer.encode("hello how")    # the vocabulary travels inside the file
+    model.config.window, model.precision
+
+Layout (format version 1):
+- TFLite: the flatbuffer, then an appended zip archive (TFLite Metadata
+  convention, readable with ``zipfile``) holding ``vocab.txt`` and
+  ``nextword.json``; the JSON's ``checksum.sha256`` is the flatbuffer's
+  (everything before the zip).
+- ONNX: ``metadata_props`` ``nextword.vocab``, ``nextword.config`` and
+  ``nextword.sha256``: the sha256 of the file's bytes with that digest's own
+  64 characters replaced by ``0``s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nextword.config import ModelConfig
+from nextword.errors import (ChecksumError, MetadataError, ModelFileError, TokenizerFileError, UsageError,
+                             VocabMismatchError)
+from nextword.tokenizer import Tokenizer
+
+MODEL_FORMAT = "nextword.model"
+MODEL_FORMAT_VERSION = 1
+CONFIG_NAME = "nextword.json"
+VOCAB_NAME = "vocab.txt"
+ONNX_CONFIG_KEY = "nextword.config"
+ONNX_VOCAB_KEY = "nextword.vocab"
+ONNX_DIGEST_KEY = "nextword.sha256"
+DIGEST_PLACEHOLDER = "0" * 64
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: Path
+    format: str  # "tflite" or "onnx"
+    data: bytes
+    metadata: dict
+    tokenizer: Tokenizer
+    config: ModelConfig
+    checksum: str  # verified
+
+    @property
+    def precision(self) -> str:
+        return self.metadata["precision"]
+
+    @property
+    def forms(self) -> dict:
+        return self.metadata["forms"]
+
+
+def detect_format(data: bytes) -> str | None:
+    """"tflite" (flatbuffer identifier TFL3 at byte 4), "onnx" (protobuf starting with ir_version), or None."""
+    if len(data) >= 8 and data[4:8] == b"TFL3":
+        return "tflite"
+    if data[:1] == b"\x08":  # field 1 (ir_version), varint: how every ONNX serializer starts
+        return "onnx"
+    return None
+
+
+def read_model_file(path: str | Path) -> ModelFile:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a directory; give a .tflite or .onnx file from `nextword export`") from None
+    except OSError as err:
+        raise ModelFileError(f"cannot read model file {path}: {err.strerror}") from None
+    fmt = detect_format(data)
+    if fmt == "tflite":
+        metadata, vocab_text, checksum = _tflite_metadata(data, path)
+    elif fmt == "onnx":
+        metadata, vocab_text, checksum = _onnx_metadata(data, path)
+    else:
+        raise ModelFileError(f"{path} is neither a TFLite nor an ONNX model (unrecognised content); "
+                             "give a file written by `nextword export`")
+    return _assemble(path, fmt, data, metadata, vocab_text, checksum)
+
+
+# ------------------------------------------------------------------- TFLite
+def zip_start(data: bytes) -> int | None:
+    """Offset where an appended zip archive begins (the flatbuffer's length), from its end record."""
+    eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if eocd < 0 or eocd + 22 > len(data):
+        return None
+    size_cd, offset_cd = struct.unpack_from("<II", data, eocd + 12)
+    start = eocd - size_cd - offset_cd
+    return start if 0 < start <= eocd else None
+
+
+def _tflite_metadata(data: bytes, path: Path) -> tuple[dict, str, str]:
+    start = zip_start(data)
+    if start is None:
+        raise MetadataError(f"{path} is a TFLite model without nextword metadata (no vocabulary inside); "
+                            "export it with `nextword export`")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+            if not {CONFIG_NAME, VOCAB_NAME} <= names:
+                raise MetadataError(f"{path} carries associated files {sorted(names)} but not nextword's "
+                                    f"{CONFIG_NAME} and {VOCAB_NAME}; export it with `nextword export`")
+            # read() checks each member's CRC-32: damage inside the archive is caught here.
+            config_bytes = archive.read(CONFIG_NAME)
+            vocab_bytes = archive.read(VOCAB_NAME)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as err:
+        raise ChecksumError(f"{path}: embedded metadata archive is damaged ({err}); re-export or re-copy the file"
+                            ) from None
+    metadata = _parse_json(config_bytes, path)
+    vocab_text = _utf8(vocab_bytes, path)
+    expected = metadata.get("checksum", {}).get("sha256")
+    actual = hashlib.sha256(data[:start]).hexdigest()
+    if actual != expected:
+        raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {str(expected)[:12]}..., "
+                            f"found {actual[:12]}...); the file is damaged, re-export or re-copy it")
+    return metadata, vocab_text, actual
+
+
+# --------------------------------------------------------------------- ONNX
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: bytes, start: int = 0, end: int | None = None):
+    """Top-level protobuf fields: (number, wire_type, value_start, value_end) for each."""
+    pos, end = start, len(data) if end is None else end
+    while pos < end:
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, new = _varint(data, pos)
+        elif wire == 1:
+            new = pos + 8
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            new = pos + length
+        elif wire == 5:
+            new = pos + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if new > end:
+            raise ValueError("field runs past the end of the file")
+        yield number, wire, pos, new
+        pos = new
+
+
+ONNX_METADATA_PROPS = 14
+
+
+def onnx_metadata_props(data: bytes) -> dict[str, tuple[str, int, int]]:
+    """``metadata_props`` of a serialized ModelProto: key -> (value, value_start, value_end)."""
+    props: dict[str, tuple[str, int, int]] = {}
+    for number, wire, start, end in _fields(data):
+        if number != ONNX_METADATA_PROPS or wire != 2:
+            continue
+        key = value = None
+        span = (0, 0)
+        for sub_number, sub_wire, sub_start, sub_end in _fields(data, start, end):
+            if sub_number == 1 and sub_wire == 2:
+                key = data[sub_start:sub_end].decode("utf-8")
+            elif sub_number == 2 and sub_wire == 2:
+                value, span = data[sub_start:sub_end].decode("utf-8"), (sub_start, sub_end)
+        if key is not None and value is not None:
+            props[key] = (value, *span)
+    return props
+
+
+def onnx_digest(data: bytes, span: tuple[int, int]) -> str:
+    """sha256 of the file with the digest's own value blanked to the placeholder."""
+    start, end = span
+    return hashlib.sha256(data[:start] + DIGEST_PLACEHOLDER.encode() + data[end:]).hexdigest()
+
+
+def _onnx_metadata(data: bytes, path: Path) -> tuple[dict, str, str]:
+    try:
+        props = onnx_metadata_props(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ChecksumError(f"{path}: ONNX file is truncated or damaged ({err}); re-export or re-copy it") from None
+    if ONNX_CONFIG_KEY not in props or ONNX_VOCAB_KEY not in props:
+        raise MetadataError(f"{path} is an ONNX model without nextword metadata (no vocabulary inside); "
+                            "export it with `nextword export`")
+    if ONNX_DIGEST_KEY not in props:
+        raise ChecksumError(f"{path} has no {ONNX_DIGEST_KEY} digest; re-export it with `nextword export`")
+    expected, start, end = props[ONNX_DIGEST_KEY]
+    actual = onnx_digest(data, (start, end))
+    if actual != expected:
+        raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {expected[:12]}..., "
+                            f"found {actual[:12]}...); the file is damaged, re-export or re-copy it")
+    return _parse_json(props[ONNX_CONFIG_KEY][0].encode("utf-8"), path), props[ONNX_VOCAB_KEY][0], actual
+
+
+# ------------------------------------------------------------------- common
+def _parse_json(raw: bytes, path: Path) -> dict:
+    try:
+        metadata = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MetadataError(f"{path}: embedded nextword config is not valid JSON ({err})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != MODEL_FORMAT:
+        raise MetadataError(f"{path}: embedded config is not nextword model metadata")
+    if metadata.get("format_version") != MODEL_FORMAT_VERSION:
+        raise MetadataError(f"{path}: metadata format {metadata.get('format_version')!r} is not supported by this "
+                            f"nextword (reads {MODEL_FORMAT_VERSION}); written by nextword "
+                            f"{metadata.get('nextword_version')}, upgrade nextword")
+    return metadata
+
+
+def _utf8(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MetadataError(f"{path}: embedded vocabulary is not UTF-8 text") from None
+
+
+def _assemble(path: Path, fmt: str, data: bytes, metadata: dict, vocab_text: str, checksum: str) -> ModelFile:
+    try:
+        tokenizer = Tokenizer.from_text(vocab_text, metadata["tokenizer"], source=str(path))
+        config = ModelConfig.from_dict(metadata["model"])
+    except KeyError as err:
+        raise MetadataError(f"{path}: embedded config lacks {err}; re-export the model") from None
+    except (TokenizerFileError, UsageError) as err:
+        raise VocabMismatchError(f"{path}: {err}") from None
+    if tokenizer.vocab_size != config.vocab_size:
+        raise VocabMismatchError(
+            f"{path}: vocabulary has {tokenizer.vocab_size} tokens but the model outputs {config.vocab_size} "
+            "probabilities; the file's metadata does not belong to this model, re-export it"
+        )
+    return ModelFile(path, fmt, data, metadata, tokenizer, config, checksum)
