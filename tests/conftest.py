@@ -27,17 +27,20 @@ def seed_corpus(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_corpus(tmp_path: Path) -> Path:
-    """About 40 short lines: enough for a validation split, trains in seconds."""
+def write_tiny_corpus(path: Path) -> Path:
+    """52 short lines: enough for a validation split, trains in seconds."""
     subjects = ["i", "you", "we", "they"]
     verbs = ["like", "want", "need", "see"]
     objects = ["coffee", "the train", "a walk", "some tea", "the news"]
     lines = [f"{s} {v} {o} today" for s in subjects for v in verbs for o in objects[:3]]
     lines += ["good morning", "good night", "see you soon", "thank you so much"]
-    path = tmp_path / "tiny.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    return write_tiny_corpus(tmp_path / "tiny.txt")
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -1,0 +1,278 @@
+"""Export: every format and precision written, vocabulary inside, validated, refused when damaged."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from nextword import cli  # noqa: E402
+from nextword.engines import open_engine  # noqa: E402
+from nextword.errors import ChecksumError, ExportValidationError, MetadataError, VocabMismatchError  # noqa: E402
+from nextword.modelfile import read_model_file, zip_start  # noqa: E402
+from nextword.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
+from nextword.export import exporter, validate  # noqa: E402
+from nextword.export.tflite_format import builtin_ops  # noqa: E402
+from nextword.train import trainer  # noqa: E402
+from nextword.train.plan import ModelOptions, TrainConfig, plan_new  # noqa: E402
+
+from conftest import write_tiny_corpus  # noqa: E402
+
+GOLDEN = Path(__file__).parent / "golden"
+ALL_FILES = {"model.tflite", "model.float16.tflite", "model.int8.tflite", "model.onnx", "model.step.onnx",
+             "model.int8.onnx", "model.step.int8.onnx", "export_report.json"}
+BUILTIN_OPS = {"ADD", "CAST", "CONCATENATION", "FILL", "FULLY_CONNECTED", "GATHER", "LOGISTIC", "MUL", "NOT_EQUAL",
+               "PACK", "RESHAPE", "SHAPE", "SOFTMAX", "SPLIT", "STRIDED_SLICE", "SUB", "TANH", "UNPACK", "DEQUANTIZE"}
+
+
+def quiet(_message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """A two-layer stream-mode model with <eos>, exported to every format and precision."""
+    root = tmp_path_factory.mktemp("export")
+    corpus = write_tiny_corpus(root / "tiny.txt")
+    plan = plan_new(root / "run", TrainConfig(mode="stream", epochs=4, corpus=(str(corpus),), batch_size=8),
+                    TokenizerConfig(eos_token="<eos>"),
+                    ModelOptions(embedding_dim=8, hidden_size=16, num_layers=2, window=6))
+    trainer.start(plan, log=quiet)
+    report = exporter.export_run(root / "run", root / "models", formats=["tflite", "onnx"], precisions=None,
+                                 log=quiet)
+    return root / "run", root / "models", report
+
+
+def test_every_format_and_precision_is_written_and_passes(exported):
+    run, models, report = exported
+    assert {p.name for p in models.iterdir()} == ALL_FILES  # and no temporary file left behind
+    assert report["passed"] and report["contexts"]["total"] >= 256
+    for entry in report["files"]:
+        assert entry["passed"] and entry["written"], entry
+        assert entry["size_bytes"] == sum((models / name).stat().st_size for name in entry["files"])
+        for form in ("window", "step"):
+            measures = entry["validation"][form]
+            assert measures["contexts"] == report["contexts"]["total"]
+            assert not validate.failures(measures, validate.TOLERANCES[entry["precision"]])
+    on_disk = json.loads((models / "export_report.json").read_text())
+    assert on_disk["files"] == report["files"]
+
+
+def test_tflite_files_use_builtin_ops_only_and_carry_tflite_metadata(exported):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    _, models, _ = exported
+    for path in models.glob("*.tflite"):
+        data = path.read_bytes()
+        ops = builtin_ops(data[: zip_start(data)])
+        assert set(ops) <= BUILTIN_OPS, (path.name, ops)  # no Flex / SELECT_TF_OPS, no custom ops
+        model = schema.Model.GetRootAsModel(data, 0)
+        entries = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+        assert "TFLITE_METADATA" in entries
+        buffer = model.Buffers(entries["TFLITE_METADATA"]).DataAsNumpy().tobytes()
+        assert buffer[4:8] == b"M001"
+        assert b"vocab.txt" in buffer and b"nextword.json" in buffer
+
+
+def test_vocabulary_travels_inside_each_file(exported):
+    run, models, _ = exported
+    vocab = (run / "vocab.txt").read_text(encoding="utf-8")
+    for path in models.glob("*.tflite"):
+        with zipfile.ZipFile(path) as archive:  # Python's zipfile reads the TFLite associated files
+            assert archive.namelist() == ["vocab.txt", "nextword.json"]
+            assert archive.read("vocab.txt").decode("utf-8") == vocab
+    for path in models.glob("*.onnx"):
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        assert meta.custom_metadata_map["nextword.vocab"] == vocab
+        config = json.loads(meta.custom_metadata_map["nextword.config"])
+        assert config["tokenizer"]["vocab_sha256"] == Tokenizer.load(run).vocab_sha256()
+        onnx.checker.check_model(onnx.load(str(path)))
+
+
+def _normalised(value):
+    """Metadata with run-specific values replaced by their type: the layout, not the numbers."""
+    if isinstance(value, dict):
+        return {k: (_normalised(v) if k not in ("final_metrics",) else "dict") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalised(v) for v in value[:1]] if value and not isinstance(value[0], int) else "list"
+    return type(value).__name__
+
+
+@pytest.mark.parametrize("name", ["model.tflite", "model.onnx", "model.step.int8.onnx"])
+def test_metadata_layout_matches_the_golden_file(exported, name):
+    _, models, _ = exported
+    metadata = read_model_file(models / name).metadata
+    layout = {"format": metadata["format"], "format_version": metadata["format_version"],
+              "graph": metadata["graph"], "forms": sorted(metadata["forms"]),
+              "keys": _normalised(metadata)}
+    golden = GOLDEN / f"metadata.{name}.json"
+    if os.environ.get("NEXTWORD_UPDATE_GOLDEN"):  # after a deliberate layout change: review, then commit
+        golden.write_text(json.dumps(layout, indent=1, sort_keys=True) + "\n")
+    assert golden.exists(), f"{golden} is missing; regenerate with NEXTWORD_UPDATE_GOLDEN=1"
+    assert layout == json.loads(golden.read_text())
+
+
+@pytest.mark.parametrize("name", ["model.tflite", "model.float16.tflite", "model.int8.tflite", "model.onnx",
+                                  "model.int8.onnx"])
+def test_same_input_same_output_and_step_equals_window(exported, name):
+    run, models, _ = exported
+    model = read_model_file(models / name)
+    engine = open_engine(model)
+    tokenizer, config = model.tokenizer, model.config
+    ids = tokenizer.encode("we want some tea today")
+    tokens = np.zeros((1, config.window), np.int32)
+    tokens[0, -len(ids):] = ids[-config.window:]
+    first = engine.window(tokens)
+    for _ in range(3):  # no state may leak between invocations
+        np.testing.assert_array_equal(engine.window(tokens), first)
+    h = np.zeros((config.num_layers, 1, config.hidden_size), np.float32)
+    c = np.zeros_like(h)
+    for token in ids[-config.window:]:
+        probs, h, c = engine.step(np.array([token], np.int32), h, c)
+    np.testing.assert_allclose(probs, first, atol=1e-5)
+    probs_pad, h_pad, c_pad = engine.step(np.array([0], np.int32), h, c)  # padding changes nothing
+    np.testing.assert_array_equal(h_pad, h)
+    np.testing.assert_array_equal(c_pad, c)
+    assert abs(float(first.sum()) - 1.0) < 1e-4
+
+
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "bit_flip_in_weights":
+        end = zip_start(bytes(data)) if path.suffix == ".tflite" else len(data)
+        data[end // 2] ^= 0x10
+    elif how == "truncated":
+        data = data[: len(data) * 2 // 3]
+    elif how == "metadata_removed" and path.suffix == ".tflite":
+        data = data[: zip_start(bytes(data))]
+    elif how == "metadata_removed":
+        proto = onnx.load_from_string(bytes(data))
+        del proto.metadata_props[:]
+        data = bytearray(proto.SerializeToString())
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["model.tflite", "model.int8.tflite", "model.onnx"])
+@pytest.mark.parametrize("how, error", [("bit_flip_in_weights", ChecksumError), ("truncated", ChecksumError),
+                                        ("metadata_removed", MetadataError)])
+def test_damaged_files_are_refused_before_any_engine(exported, tmp_path, name, how, error):
+    _, models, _ = exported
+    copy = tmp_path / name
+    copy.write_bytes((models / name).read_bytes())
+    _damage(copy, how)
+    with pytest.raises((error, ChecksumError, MetadataError)) as info:
+        read_model_file(copy)
+    assert isinstance(info.value, error) or (how == "truncated" and isinstance(info.value, MetadataError))
+    assert "\n" not in str(info.value)
+
+
+def test_swapped_vocabulary_lines_are_refused(exported, tmp_path):
+    _, models, _ = exported
+    data = (models / "model.tflite").read_bytes()
+    flatbuffer, start = data[: zip_start(data)], zip_start(data)
+    with zipfile.ZipFile(models / "model.tflite") as archive:
+        vocab = archive.read("vocab.txt").decode().split("\n")
+        config = archive.read("nextword.json")
+    vocab[1], vocab[2] = vocab[2], vocab[1]
+    from nextword.export.tflite_format import associated_files_zip
+
+    (tmp_path / "swapped.tflite").write_bytes(flatbuffer + associated_files_zip("\n".join(vocab), config.decode()))
+    with pytest.raises(VocabMismatchError, match="sha256"):
+        read_model_file(tmp_path / "swapped.tflite")
+    assert start > 0
+
+
+def test_a_tolerance_miss_fails_loudly_and_writes_nothing(exported, tmp_path, monkeypatch):
+    run, _, _ = exported
+    monkeypatch.setitem(validate.TOLERANCES, "float32", validate.Tolerance(max_abs_diff=-1.0))
+    monkeypatch.setattr(exporter, "TOLERANCES", validate.TOLERANCES)
+    with pytest.raises(ExportValidationError) as info:
+        exporter.export_run(run, tmp_path / "out", formats=["tflite"], precisions=["float32"], log=quiet)
+    message = str(info.value)
+    assert "model.tflite" in message and "max_abs_diff" in message and "must be <= -1" in message
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["export_report.json"]
+    report = exporter.export_run(run, tmp_path / "out2", formats=["tflite"], precisions=["float32"],
+                                 allow_mismatch=True, log=quiet)
+    assert not report["passed"] and report["files"][0]["written"] and (tmp_path / "out2" / "model.tflite").exists()
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    ("missing", [], "does not exist"),
+    ("no_model", [], "has no model.keras"),
+    ("run", ["--formats", "coreml"], "format 'coreml' does not exist"),
+    ("run", ["--precisions", "int4"], "precision 'int4' does not exist"),
+    ("run", ["--formats", "onnx", "--precisions", "float16"], "no format supports"),
+    ("unwritable", [], "cannot write to --out"),
+])
+def test_bad_export_input_is_one_line(exported, tmp_path, capsys, setup, args, message):
+    run, _, _ = exported
+    target, out = run, tmp_path / "out"
+    if setup == "missing":
+        target = tmp_path / "nope"
+    elif setup == "no_model":
+        target = tmp_path / "incomplete"
+        target.mkdir()
+        for name in ("config.json", "vocab.txt", "tokenizer.json"):
+            (target / name).write_bytes((run / name).read_bytes())
+    elif setup == "unwritable":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    code = cli.main(["export", str(target), "--out", str(out), *args])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and message in err and "\n" not in err, err
+
+
+def test_a_keras_file_that_is_not_a_nextword_model_is_refused(exported, tmp_path, capsys):
+    import keras
+
+    run, _, _ = exported
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer.json"):
+        (foreign / name).write_bytes((run / name).read_bytes())
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(foreign / "model.keras")
+    code = cli.main(["export", str(foreign), "--out", str(tmp_path / "out")])
+    assert code == 1 and "is not the nextword model" in capsys.readouterr().err
+
+
+def test_inspect_works_without_tensorflow(exported):
+    import subprocess
+    import sys
+
+    _, models, _ = exported
+    code = f"""
+import sys, json
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+from nextword import cli
+for name in ('model.int8.tflite', 'model.onnx'):
+    assert cli.main(['inspect', {str(models)!r} + '/' + name, '--json']) == 0
+print('TF', 'tensorflow' in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("TF False")
+    first = json.loads(out.stdout[: out.stdout.index("}\n{") + 1])
+    assert first["format"] == "tflite" and first["precision"] == "int8" and first["checksum"]["verified"]
+    assert first["first_words"][0] == Tokenizer.load(models.parent / "run").vocab[1]
+
+
+def test_inspect_reports_a_damaged_file_in_one_line(exported, tmp_path, capsys):
+    _, models, _ = exported
+    copy = tmp_path / "model.onnx"
+    copy.write_bytes((models / "model.onnx").read_bytes())
+    _damage(copy, "bit_flip_in_weights")
+    assert cli.main(["inspect", str(copy)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "do not match their sha256" in err and "\n" not in err
