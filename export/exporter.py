@@ -281,6 +281,13 @@ def _write_onnx(out: Path, float_protos: dict, loaded: LoadedRun, precision: str
     return written
 
 
+def _metadata_forms(checked: dict) -> dict:
+    forms = {}
+    for model in checked.values():
+        forms.update(model.forms)
+    return forms
+
+
 def _write_temp(final: Path, data: bytes) -> Path:
     """The bytes under a temporary name beside ``final``; renamed only once validated."""
     handle = tempfile.NamedTemporaryFile(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp", delete=False)
@@ -299,8 +306,11 @@ def _validate_and_place(files: list[tuple[Path, Path]], fmt: str, precision: str
         else:
             engine = OnnxEngine({m.metadata["graph"]: m for m in checked.values()})
             forms = ["window", "step"]
+        expected_io = {form: (sorted(spec["inputs"]), sorted(spec["outputs"]))
+                       for form, spec in _metadata_forms(checked).items()}
+        problems = [f"{files[0][0].name}: {form} form has inputs/outputs {engine.io_names().get(form)}, "
+                    f"expected {io}" for form, io in expected_io.items() if engine.io_names().get(form) != io]
         results = _measure(engine, forms, contexts, reference, config)
-        problems = []
         for form in forms:
             problems += [f"{files[0][0].name}: {form} form {miss}" for miss in failures(results[form], tolerance)]
         if results.get("repeatable") is False:

@@ -61,6 +61,11 @@ class TFLiteEngine:
     def has_step(self) -> bool:
         return self._step is not None
 
+    def io_names(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Form -> (input names, output names), as the engine sees them."""
+        return {form: (sorted(sig["inputs"]), sorted(sig["outputs"]))
+                for form, sig in self._interpreter.get_signature_list().items()}
+
     def window(self, tokens: np.ndarray) -> np.ndarray:
         with self._lock:
             return self._window(tokens=np.ascontiguousarray(tokens, np.int32))["probs"]
@@ -110,6 +115,10 @@ class OnnxEngine:
     @property
     def has_step(self) -> bool:
         return "step" in self._sessions
+
+    def io_names(self) -> dict[str, tuple[list[str], list[str]]]:
+        return {form: (sorted(i.name for i in session.get_inputs()), sorted(o.name for o in session.get_outputs()))
+                for form, session in self._sessions.items()}
 
     def window(self, tokens: np.ndarray) -> np.ndarray:
         return self._sessions["window"].run(["probs"], {"tokens": np.ascontiguousarray(tokens, np.int32)})[0]

@@ -211,6 +211,7 @@ def test_a_tolerance_miss_fails_loudly_and_writes_nothing(exported, tmp_path, mo
     ("run", ["--precisions", "int4"], "precision 'int4' does not exist"),
     ("run", ["--formats", "onnx", "--precisions", "float16"], "no format supports"),
     ("unwritable", [], "cannot write to --out"),
+    ("future_version", [], "reads format 1"),
 ])
 def test_bad_export_input_is_one_line(exported, tmp_path, capsys, setup, args, message):
     run, _, _ = exported
@@ -222,6 +223,13 @@ def test_bad_export_input_is_one_line(exported, tmp_path, capsys, setup, args, m
         target.mkdir()
         for name in ("config.json", "vocab.txt", "tokenizer.json"):
             (target / name).write_bytes((run / name).read_bytes())
+    elif setup == "future_version":
+        target = tmp_path / "future"
+        target.mkdir()
+        for name in ("vocab.txt", "tokenizer.json", "model.keras"):
+            (target / name).write_bytes((run / name).read_bytes())
+        config = json.loads((run / "config.json").read_text())
+        (target / "config.json").write_text(json.dumps({**config, "format_version": 2, "nextword_version": "9.0"}))
     elif setup == "unwritable":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "out"
