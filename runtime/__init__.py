@@ -11,7 +11,10 @@ engine, never TensorFlow. Training lives in ``nextword.train`` and export in
 
 __version__ = "0.1.0"
 
+from nextword.context import Suggestion
 from nextword.errors import NextwordError
+from nextword.predictor import Predictor
+from nextword.session import Session
 from nextword.tokenizer import Tokenizer, TokenizerConfig
 
-__all__ = ["NextwordError", "Tokenizer", "TokenizerConfig", "__version__"]
+__all__ = ["NextwordError", "Predictor", "Session", "Suggestion", "Tokenizer", "TokenizerConfig", "__version__"]

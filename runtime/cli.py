@@ -24,6 +24,8 @@ SUBCOMMANDS = {
     "train": "nextword.train.cli",
     "export": "nextword.export.cli",
     "inspect": "nextword.inspect_cli",
+    "predict": "nextword.predict_cli",
+    "keyboard": "nextword.keyboard",
 }
 
 EXIT_INTERNAL = 70

@@ -1,0 +1,96 @@
+"""A keyboard session: the recurrent state carried word by word with the step form.
+
+    session = predictor.session()
+    session.feed("hello how")        # one model step per word
+    session.suggest(3)               # next word after "hello how"
+    session.suggest(3, prefix="i")   # completions of a partly typed word
+    session.backspace()              # forget the last word
+    session.reset()                  # a new message
+
+Its suggestions equal ``predictor.suggest(text)`` for the same text: within
+the model's window each word costs one step; once the text is longer than the
+window, the state is rebuilt from the last ``window`` words, exactly as the
+window form reads them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nextword.context import Suggestion, window_ids
+
+
+class Session:
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self._window = predictor.config.window
+        self._zero = np.zeros((predictor.config.num_layers, 1, predictor.config.hidden_size), np.float32)
+        self._start_probs: np.ndarray | None = None
+        self.reset()
+
+    # ------------------------------------------------------------- typing
+    def reset(self) -> None:
+        """Forget everything typed: a new message."""
+        self._ids: list[int] = []
+        self._steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (probs, h, c) per id in the window
+
+    def feed(self, text: str) -> None:
+        """Words typed (one or many); unknown words count as ``<unk>``."""
+        for token_id in self.predictor.tokenizer.encode(text):
+            self._ids.append(token_id)
+            if len(self._ids) <= self._window and len(self._steps) == len(self._ids) - 1:
+                self._steps.append(self._advance(token_id, *self._state()))
+            else:
+                self._rebuild()
+
+    def backspace(self) -> str | None:
+        """Remove the last word; returns it (None if nothing was typed)."""
+        if not self._ids:
+            return None
+        token_id = self._ids.pop()
+        if len(self._ids) < self._window and len(self._steps) == len(self._ids) + 1:
+            self._steps.pop()
+        else:
+            self._rebuild()
+        return self.predictor.tokenizer.vocab[token_id]
+
+    @property
+    def words(self) -> list[str]:
+        return self.predictor.tokenizer.decode(self._ids)
+
+    # --------------------------------------------------------- suggesting
+    def probabilities(self) -> np.ndarray:
+        if self._steps:
+            return self._steps[-1][0]
+        if self._start_probs is None:  # empty context: the zero state's distribution
+            self._start_probs = self.predictor.engine.window(np.zeros((1, self._window), np.int32))[0]
+        return self._start_probs
+
+    def suggest(self, k: int = 3, prefix: str = "") -> list[Suggestion]:
+        return self.predictor.rank(self.probabilities(), k, self.predictor.normalise_prefix(prefix))
+
+    # ------------------------------------------------------------ internals
+    def _state(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._steps:
+            return self._steps[-1][1], self._steps[-1][2]
+        return self._zero, self._zero
+
+    def _advance(self, token_id: int, h: np.ndarray, c: np.ndarray):
+        engine = self.predictor.engine
+        if not engine.has_step:  # an ONNX window file without its step companion
+            probs = engine.window(window_ids(self._ids, self._window)[None, :])
+            return probs[0], h, c
+        probs, h, c = engine.step(np.array([token_id], np.int32), h, c)
+        return probs[0], h, c
+
+    def _rebuild(self) -> None:
+        """State from the zero state over the last ``window`` ids (what the window form reads)."""
+        self._steps = []
+        h, c = self._zero, self._zero
+        visible = self._ids[-self._window:]
+        all_ids, self._ids = self._ids, self._ids[: len(self._ids) - len(visible)]
+        for token_id in visible:
+            self._ids.append(token_id)
+            probs, h, c = self._advance(token_id, h, c)
+            self._steps.append((probs, h, c))
+        self._ids = all_ids
