@@ -50,3 +50,26 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """A two-layer stream-mode model with <eos>, exported to every format and precision.
+
+    Returns (run_dir, models_dir, export_report).
+    """
+    pytest.importorskip("tensorflow")
+    from nextword.export import exporter
+    from nextword.tokenizer import TokenizerConfig
+    from nextword.train import trainer
+    from nextword.train.plan import ModelOptions, TrainConfig, plan_new
+
+    root = tmp_path_factory.mktemp("export")
+    corpus = write_tiny_corpus(root / "tiny.txt")
+    plan = plan_new(root / "run", TrainConfig(mode="stream", epochs=4, corpus=(str(corpus),), batch_size=8),
+                    TokenizerConfig(eos_token="<eos>"),
+                    ModelOptions(embedding_dim=8, hidden_size=16, num_layers=2, window=6))
+    trainer.start(plan, log=lambda _: None)
+    report = exporter.export_run(root / "run", root / "models", formats=["tflite", "onnx"], precisions=None,
+                                 log=lambda _: None)
+    return root / "run", root / "models", report

@@ -21,10 +21,6 @@ from nextword.modelfile import read_model_file, zip_start  # noqa: E402
 from nextword.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from nextword.export import exporter, validate  # noqa: E402
 from nextword.export.tflite_format import builtin_ops  # noqa: E402
-from nextword.train import trainer  # noqa: E402
-from nextword.train.plan import ModelOptions, TrainConfig, plan_new  # noqa: E402
-
-from conftest import write_tiny_corpus  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
 ALL_FILES = {"model.tflite", "model.float16.tflite", "model.int8.tflite", "model.onnx", "model.step.onnx",
@@ -35,20 +31,6 @@ BUILTIN_OPS = {"ADD", "CAST", "CONCATENATION", "FILL", "FULLY_CONNECTED", "GATHE
 
 def quiet(_message: str) -> None:
     pass
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    """A two-layer stream-mode model with <eos>, exported to every format and precision."""
-    root = tmp_path_factory.mktemp("export")
-    corpus = write_tiny_corpus(root / "tiny.txt")
-    plan = plan_new(root / "run", TrainConfig(mode="stream", epochs=4, corpus=(str(corpus),), batch_size=8),
-                    TokenizerConfig(eos_token="<eos>"),
-                    ModelOptions(embedding_dim=8, hidden_size=16, num_layers=2, window=6))
-    trainer.start(plan, log=quiet)
-    report = exporter.export_run(root / "run", root / "models", formats=["tflite", "onnx"], precisions=None,
-                                 log=quiet)
-    return root / "run", root / "models", report
 
 
 def test_every_format_and_precision_is_written_and_passes(exported):
