@@ -107,8 +107,8 @@ def zip_start(data: bytes) -> int | None:
 def _tflite_metadata(data: bytes, path: Path) -> tuple[dict, str, str]:
     start = zip_start(data)
     if start is None:
-        raise MetadataError(f"{path} is a TFLite model without nextword metadata (no vocabulary inside); "
-                            "export it with `nextword export`")
+        raise MetadataError(f"{path} is a TFLite model without nextword metadata (no vocabulary inside): "
+                            "it is truncated, or was not written by `nextword export`")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
