@@ -12,10 +12,10 @@ from pathlib import Path
 
 import onnx
 
-from nextword.modelfile import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, onnx_digest,
-                                onnx_metadata_props)
+from nextword.modelfile import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, PRECISIONS as
+                                _PRECISIONS, onnx_digest, onnx_metadata_props)
 
-PRECISIONS = ("float32", "int8")
+PRECISIONS = _PRECISIONS["onnx"]
 OPSET = 17
 
 

@@ -17,9 +17,9 @@ import flatbuffers
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
-from nextword.modelfile import CONFIG_NAME, VOCAB_NAME
+from nextword.modelfile import CONFIG_NAME, PRECISIONS as _PRECISIONS, VOCAB_NAME
 
-PRECISIONS = ("float32", "float16", "int8")
+PRECISIONS = _PRECISIONS["tflite"]
 METADATA_NAME = "TFLITE_METADATA"
 _VOCABULARY_TYPE = 5  # AssociatedFileType.VOCABULARY in metadata_schema.fbs (since 1.0.1)
 _DESCRIPTIONS_TYPE = 1

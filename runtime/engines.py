@@ -23,6 +23,10 @@ from nextword.modelfile import ModelFile, read_model_file
 
 TFLITE_ENGINES = ("ai-edge-litert", "tflite-runtime")
 ONNX_ENGINES = ("onnxruntime",)
+ENGINES = {"tflite": TFLITE_ENGINES, "onnx": ONNX_ENGINES}
+#: (format, precision, engine) cells known not to run, and the words their error must contain.
+#: tflite-runtime 2.14 predates FULLY_CONNECTED version 12, which TF 2.21's int8 files use.
+UNSUPPORTED = {("tflite", "int8", "tflite-runtime"): "install ai-edge-litert"}
 _TFLITE_MODULES = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
 
 

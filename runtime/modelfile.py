@@ -42,6 +42,8 @@ ONNX_CONFIG_KEY = "nextword.config"
 ONNX_VOCAB_KEY = "nextword.vocab"
 ONNX_DIGEST_KEY = "nextword.sha256"
 DIGEST_PLACEHOLDER = "0" * 64
+#: What `nextword export` writes: format -> precisions. The parity suite checks every cell.
+PRECISIONS = {"tflite": ("float32", "float16", "int8"), "onnx": ("float32", "int8")}
 
 
 @dataclass(frozen=True)

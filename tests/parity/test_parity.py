@@ -1,0 +1,182 @@
+"""Parity of every exported file, on every engine this environment has, with the Keras references.
+
+Run by `tests/parity/run.sh` in runtime-only environments (no TensorFlow):
+
+    NEXTWORD_PARITY_DIR=build/parity NEXTWORD_PARITY_OUT=build/parity/rows-litert.jsonl pytest tests/parity
+
+Each (model, format, precision, engine) cell measures the window and step forms against Keras, the
+window against the step form, and suggest() against the raw engine output; cells that cannot run on an
+engine must fail with their documented error. Every cell appends one row per form to the JSONL file that
+`matrix.py` prints (and checks for missing cells).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nextword import Predictor
+from nextword.context import window_ids
+from nextword.engines import ENGINES, UNSUPPORTED, installed_engines, open_engine
+from nextword.errors import EngineError
+from nextword.modelfile import PRECISIONS, read_model_file
+
+ROOT = Path(os.environ.get("NEXTWORD_PARITY_DIR", "build/parity"))
+OUT = os.environ.get("NEXTWORD_PARITY_OUT")
+# The export's tolerances (export/validate.py), restated: this environment has no TensorFlow to import them.
+TOLERANCES = {
+    "float32": {"max_abs_diff": 1e-5, "top5_identical": 1.0},
+    "float16": {"max_abs_diff": 1e-3, "top1_agreement": 0.99},
+    "int8": {"top1_agreement": 0.97, "top5_overlap": 0.90},
+}
+MANIFEST = json.loads((ROOT / "manifest.json").read_text()) if (ROOT / "manifest.json").exists() else None
+pytestmark = pytest.mark.skipif(MANIFEST is None, reason=f"no parity fixtures in {ROOT} (build_fixtures.py)")
+
+
+def cells():
+    if MANIFEST is None:
+        return []
+    return [(model, fmt, precision, engine) for model in MANIFEST["models"] for fmt, precisions in PRECISIONS.items()
+            for precision in precisions for engine in installed_engines(fmt)]
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
+    top_ref = np.argsort(-reference, axis=1, kind="stable")[:, :5]
+    top_new = np.argsort(-candidate, axis=1, kind="stable")[:, :5]
+    overlap = np.array([len(set(a) & set(b)) for a, b in zip(top_ref, top_new)])
+    return {"max_abs_diff": float(np.abs(reference - candidate).max()),
+            "top1_agreement": float(np.mean(top_ref[:, 0] == top_new[:, 0])),
+            "top5_identical": float(np.mean(overlap == 5)), "top5_overlap": float(np.mean(overlap) / 5)}
+
+
+def within(measures: dict, precision: str) -> list[str]:
+    misses = []
+    for name, limit in TOLERANCES[precision].items():
+        value = measures[name]
+        ok = value <= limit if name == "max_abs_diff" else value >= limit
+        if not ok:
+            misses.append(f"{name} {value:.6g} vs {limit}")
+    return misses
+
+
+def record(row: dict) -> None:
+    if OUT:
+        with open(OUT, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def model_path(model: str, fmt: str, precision: str) -> Path:
+    return ROOT / model / "models" / MANIFEST["models"][model]["files"][f"{fmt}/{precision}"]
+
+
+def step_through(engine, contexts: np.ndarray, layers: int, hidden: int) -> np.ndarray:
+    h = np.zeros((layers, len(contexts), hidden), np.float32)
+    c = np.zeros_like(h)
+    probs = None
+    for column in contexts.T:
+        probs, h, c = engine.step(column, h, c)
+    return probs
+
+
+@pytest.mark.parametrize("model, fmt, precision, engine", cells(), ids=lambda v: str(v))
+def test_cell(model, fmt, precision, engine):
+    base = {"model": model, "format": fmt, "precision": precision, "engine": engine,
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}", "numpy": np.__version__}
+    path = model_path(model, fmt, precision)
+    checked = read_model_file(path)
+    expected_error = UNSUPPORTED.get((fmt, precision, engine))
+    if expected_error:
+        with pytest.raises(EngineError) as info:
+            open_engine(checked, engine)
+        message = str(info.value)
+        assert expected_error in message and "\n" not in message
+        record({**base, "form": "-", "status": "unsupported (documented error)", "error": message[-120:]})
+        return
+    engine_object = open_engine(checked, engine)
+    reference = np.load(ROOT / model / "reference.npz")
+    contexts, keras_probs = reference["contexts"], reference["probs"]
+    config = checked.config
+    window = engine_object.window(contexts)
+    step = step_through(engine_object, contexts, config.num_layers, config.hidden_size)
+    window_vs_step = compare(window, step)
+
+    predictor = Predictor(checked, engine_object)
+    texts = json.loads((ROOT / model / "texts.json").read_text())
+    suggest_matches = True
+    for text in texts:
+        context, prefix = predictor.completion_target(text)
+        raw = engine_object.window(window_ids(predictor.context_ids(context), config.window)[None])[0]
+        expected = predictor.rank(raw, 3, prefix)
+        suggest_matches &= predictor.suggest(text, 3) == expected
+    problems = []
+    for form, output in (("window", window), ("step", step)):
+        measures = compare(keras_probs, output)
+        misses = within(measures, precision)
+        problems += [f"{form}: {m}" for m in misses]
+        record({**base, "form": form, **measures, "window_vs_step_max_diff": window_vs_step["max_abs_diff"],
+                "suggest_equals_raw": suggest_matches, "status": "ok" if not misses else "FAIL"})
+    problems += [f"window vs step: {m}" for m in within(window_vs_step, precision)]
+    assert not problems, problems
+    assert suggest_matches
+
+
+def test_every_format_precision_and_engine_has_a_cell():
+    """Adding a format, precision or engine without fixtures and a parity cell fails here."""
+    assert set(MANIFEST["precisions"]) == set(PRECISIONS) == set(ENGINES)
+    for fmt, precisions in PRECISIONS.items():
+        assert list(MANIFEST["precisions"][fmt]) == list(precisions)
+        for model in MANIFEST["models"].values():
+            for precision in precisions:
+                assert f"{fmt}/{precision}" in model["files"], (fmt, precision)
+    # Engines differ per environment; matrix.py checks that all of them together cover every cell.
+    assert any(installed_engines(fmt) for fmt in PRECISIONS), "this environment has no engine at all"
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_text)
+def test_tokenization_in_the_model_file_equals_the_training_run(text):
+    """The tokenizer rebuilt from a model's metadata encodes like the run's own files."""
+    from nextword.tokenizer import Tokenizer
+
+    for model in MANIFEST["models"]:
+        trained = Tokenizer.load(ROOT / model / "run")
+        for fmt in PRECISIONS:
+            embedded = read_model_file(model_path(model, fmt, "float32")).tokenizer
+            assert embedded.encode_line(text) == trained.encode_line(text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_text)
+def test_float32_suggestions_agree_across_engines(text):
+    """Same words from every engine and format that is installed, up to float32 rounding of near-ties."""
+    for model in MANIFEST["models"]:
+        results = []
+        for fmt in PRECISIONS:
+            for engine in installed_engines(fmt):
+                predictor = _predictors(model, fmt, engine)
+                results.append(predictor.suggest(text, 3))
+        first = results[0]
+        for other in results[1:]:
+            assert len(other) == len(first)
+            for a, b in zip(first, other):
+                assert a.word == b.word or abs(a.prob - b.prob) < 1e-5, (model, text, first, other)
+
+
+_cache: dict = {}
+
+
+def _predictors(model: str, fmt: str, engine: str) -> Predictor:
+    key = (model, fmt, engine)
+    if key not in _cache:
+        _cache[key] = Predictor.load(model_path(model, fmt, "float32"), engine=engine)
+    return _cache[key]
