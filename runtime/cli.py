@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "inspect": "nextword.inspect_cli",
     "predict": "nextword.predict_cli",
     "keyboard": "nextword.keyboard",
+    "eval": "nextword.eval_cli",
 }
 
 EXIT_INTERNAL = 70

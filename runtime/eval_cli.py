@@ -1,0 +1,108 @@
+"""``nextword eval MODEL --text FILE [--context line|stream] [--json]``.
+
+    nextword eval models/default/model.int8.tflite --text notes.txt
+    nextword eval runs/default --text notes.txt --context stream --json     # the Keras model (train extra)
+
+MODEL is a model file (.tflite, .onnx: scored through the runtime, as on the device) or a training run
+directory (its Keras model; needs the `train` extra). See ``nextword.evaluate`` for the measures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from nextword.errors import NextwordError
+from nextword.evaluate import CONTEXTS, evaluate
+
+
+class TextFileError(NextwordError):
+    """The evaluation text is missing, unreadable or not UTF-8."""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="perplexity, top-k accuracy and keystroke savings on a text file",
+                              description="Score a model file or a training run on a text file, one sentence "
+                                          "per line.")
+    p.add_argument("model", metavar="MODEL", help="a .tflite/.onnx file, or a `nextword train` run directory")
+    p.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text, one sentence per line")
+    p.add_argument("--context", choices=CONTEXTS, default="line",
+                   help="line: context restarts at every line (a keyboard; default); stream: runs across lines")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--engine", choices=("ai-edge-litert", "tflite-runtime", "onnxruntime"))
+    p.add_argument("--threads", type=int)
+    p.set_defaults(run=run)
+
+
+def read_lines(path: Path) -> Iterator[str]:
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    raise TextFileError(f"{path} is not UTF-8 text (line {number})") from None
+                if line:
+                    yield line
+    except FileNotFoundError:
+        raise TextFileError(f"text file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise TextFileError(f"{path} is a directory; give a text file") from None
+
+
+def _scorer(model: Path, engine: str | None, threads: int | None):
+    """(window function, tokenizer, window, description) for a model file or a run directory."""
+    if model.is_dir():
+        from nextword.deps import require
+
+        require("tensorflow", extra="train", command="eval RUN_DIR")
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from nextword.export.exporter import load_run
+
+        loaded = load_run(model)
+        return (lambda x: loaded.model(x, training=False).numpy(), loaded.tokenizer, loaded.config.window,
+                f"Keras {model / 'model.keras'}")
+    from nextword.predictor import Predictor
+
+    predictor = Predictor.load(model, engine=engine, threads=threads)
+    return (predictor.engine.window, predictor.tokenizer, predictor.config.window,
+            f"{predictor.engine_name} {model.name} ({predictor.model.precision})")
+
+
+def run(args) -> int:
+    window_fn, tokenizer, window, description = _scorer(Path(args.model), args.engine, args.threads)
+    text = Path(args.text)
+    total = sum(1 for _ in read_lines(text))  # also checks the file before any scoring
+    if total == 0:
+        raise TextFileError(f"{text} holds no text")
+    progress = _progress_bar(not args.json)
+    result = evaluate(window_fn, tokenizer, window, read_lines(text), context=args.context,
+                      progress=progress.update if progress else None)
+    if progress:
+        progress.close()
+    result = {"model": description, "text": str(text), **result}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{description} on {text} ({args.context} context, {result['tokens']:,} tokens)")
+    print(f"  perplexity     {result['perplexity']:.2f}")
+    print(f"  top-1/3/5      {result['top1']:.2%} / {result['top3']:.2%} / {result['top5']:.2%}  (full distribution)")
+    print(f"  suggest top-1/3 {result['suggest_top1']:.2%} / {result['suggest_top3']:.2%}  "
+          f"(as the keyboard shows it, {result['suggest_tokens']:,} word targets)")
+    print(f"  keystroke savings {result['ksr']:.2%}  (3 suggestions)")
+    return 0
+
+
+def _progress_bar(enabled: bool):
+    """A tqdm bar on stderr when tqdm is installed (it is with the train and litert extras)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(unit=" tokens", unit_scale=True, file=sys.stderr, leave=False)

@@ -1,0 +1,149 @@
+"""Scoring a model on a text file: how often it suggests the right word, and how many keys it saves.
+
+    nextword eval models/ptb/model.int8.tflite --text ptb.test.txt             # keyboard (line) context
+    nextword eval runs/ptb --text ptb.test.txt --context stream --json           # the literature's setting
+
+Every line is a sentence (``<eos>`` appended when the model has one). Each token is predicted from the
+tokens before it: on its own line only (``line``, what a keyboard sees: the first word from an empty
+context), or across lines (``stream``), up to the model's window either way. Works through the window
+form of any engine, the same call the device makes.
+
+Measures:
+- ``perplexity``: exp of the mean negative log-probability of every target token;
+- ``top1``/``top3``/``top5``: the target is among the k most probable ids of the full distribution
+  (special tokens included, comparable with the literature);
+- ``suggest_top1``/``suggest_top3``: as the keyboard shows it: special tokens never suggested, and targets
+  that are special tokens (``<unk>``, ``<eos>``) skipped;
+- ``ksr``: keystroke savings rate with 3 suggestions (see ``keystrokes``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from nextword.context import window_ids
+from nextword.tokenizer import Tokenizer
+
+WindowFn = Callable[[np.ndarray], np.ndarray]  # (batch, window) int32 -> (batch, vocab) probabilities
+CONTEXTS = ("line", "stream")
+SUGGESTIONS = 3
+
+
+def examples(lines: Iterable[str], tokenizer: Tokenizer, window: int, context: str) -> Iterator[tuple[list, int]]:
+    """(context ids, target id) for every token of every line."""
+    history: deque[int] = deque(maxlen=window)
+    for line in lines:
+        ids = tokenizer.encode_line(line)
+        if context == "line":
+            history.clear()
+        for target in ids:
+            yield list(history), target
+            history.append(target)
+
+
+class KeystrokeCounter:
+    """Keystroke savings with a suggestion strip, for words the vocabulary knows.
+
+    A word of n letters costs n + 1 keys typed in full (letters, then a space). With the strip: before
+    each letter (and before the first), the keyboard shows the 3 most probable vocabulary words that
+    start with the letters typed so far, ranked by the model's probability given the words before; if the
+    word is shown, one key accepts it (the space comes with it). So a word shown after j letters costs
+    j + 1 keys. KSR = 1 - keys with suggestions / keys without. Special-token targets are skipped.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        special = tokenizer.special_ids
+        pairs = sorted((w, i) for i, w in enumerate(tokenizer.vocab) if i not in special)
+        self.words = [w for w, _ in pairs]
+        self.ids = np.array([i for _, i in pairs], dtype=np.int64)
+        self.vocab = tokenizer.vocab
+        self.typed = 0
+        self.with_strip = 0
+
+    def add(self, probs: np.ndarray, target: int, shown_without_prefix: bool) -> None:
+        word = self.vocab[target]
+        self.typed += len(word) + 1
+        if shown_without_prefix:
+            self.with_strip += 1
+            return
+        for letters in range(1, len(word)):
+            prefix = word[:letters]
+            lo = bisect.bisect_left(self.words, prefix)
+            hi = bisect.bisect_left(self.words, prefix + "\U0010ffff")
+            candidates = self.ids[lo:hi]
+            if len(candidates) <= SUGGESTIONS:
+                shown = candidates
+            else:
+                scores = probs[candidates]
+                shown = candidates[np.argpartition(-scores, SUGGESTIONS - 1)[:SUGGESTIONS]]
+            if target in shown:
+                self.with_strip += letters + 1
+                return
+        self.with_strip += len(word) + 1  # typed in full (the last letter completes it anyway)
+
+    @property
+    def ksr(self) -> float:
+        return 1.0 - self.with_strip / self.typed if self.typed else 0.0
+
+
+def evaluate(window_fn: WindowFn, tokenizer: Tokenizer, window: int, lines: Iterable[str], *,
+             context: str = "line", batch_size: int = 512, progress=None) -> dict:
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}")
+    special = np.array(sorted(tokenizer.special_ids), dtype=np.int64)
+    totals = {"nll": 0.0, "tokens": 0, "top1": 0, "top3": 0, "top5": 0, "suggest_tokens": 0, "suggest_top1": 0,
+              "suggest_top3": 0}
+    keys = KeystrokeCounter(tokenizer)
+    started = time.perf_counter()
+
+    def score(batch: list[tuple[list, int]]) -> None:
+        inputs = np.stack([window_ids(ids, window) for ids, _ in batch])  # (n, window)
+        targets = np.array([t for _, t in batch], dtype=np.int64)
+        probs = np.asarray(window_fn(inputs), dtype=np.float64)  # (n, vocab)
+        rows = np.arange(len(batch))
+        p_target = probs[rows, targets]
+        totals["nll"] += float(-np.log(np.maximum(p_target, 1e-30)).sum())
+        rank = (probs > p_target[:, None]).sum(axis=1)  # 0 = best
+        totals["tokens"] += len(batch)
+        for k in (1, 3, 5):
+            totals[f"top{k}"] += int((rank < k).sum())
+        words = ~np.isin(targets, special)
+        masked = probs.copy()
+        masked[:, special] = -1.0
+        suggest_rank = (masked > p_target[:, None]).sum(axis=1)
+        totals["suggest_tokens"] += int(words.sum())
+        totals["suggest_top1"] += int(((suggest_rank < 1) & words).sum())
+        totals["suggest_top3"] += int(((suggest_rank < 3) & words).sum())
+        for row in np.flatnonzero(words):
+            keys.add(probs[row], int(targets[row]), bool(suggest_rank[row] < SUGGESTIONS))
+        if progress is not None:
+            progress(len(batch))
+
+    pending: list[tuple[list, int]] = []
+    for example in examples(lines, tokenizer, window, context):
+        pending.append(example)
+        if len(pending) == batch_size:
+            score(pending)
+            pending = []
+    if pending:
+        score(pending)
+    n, words = max(totals["tokens"], 1), max(totals["suggest_tokens"], 1)
+    return {
+        "perplexity": math.exp(totals["nll"] / n) if totals["tokens"] else float("nan"),
+        "top1": totals["top1"] / n,
+        "top3": totals["top3"] / n,
+        "top5": totals["top5"] / n,
+        "suggest_top1": totals["suggest_top1"] / words,
+        "suggest_top3": totals["suggest_top3"] / words,
+        "ksr": keys.ksr,
+        "tokens": totals["tokens"],
+        "suggest_tokens": totals["suggest_tokens"],
+        "context": context,
+        "seconds": round(time.perf_counter() - started, 2),
+    }

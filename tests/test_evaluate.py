@@ -1,0 +1,77 @@
+"""Evaluation measures on a hand-checkable model: a fixed distribution per context."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nextword import cli
+from nextword.evaluate import KeystrokeCounter, evaluate, examples
+from nextword.tokenizer import Tokenizer, TokenizerConfig
+
+LINES = ["the cat sat", "the cat ran"]
+
+
+@pytest.fixture
+def tokenizer():
+    return Tokenizer.fit(LINES, TokenizerConfig(eos_token="<eos>"))
+
+
+def test_line_and_stream_contexts(tokenizer):
+    ids = [tokenizer.encode_line(line) for line in LINES]
+    line = list(examples(LINES, tokenizer, window=2, context="line"))
+    assert [(c, t) for c, t in line[:4]] == [([], ids[0][0]), ([ids[0][0]], ids[0][1]),
+                                            (ids[0][:2], ids[0][2]), (ids[0][1:3], ids[0][3])]
+    assert line[4] == ([], ids[1][0])  # a new line starts from an empty context
+    stream = list(examples(LINES, tokenizer, window=2, context="stream"))
+    assert stream[4] == (ids[0][2:4], ids[1][0])  # the context runs across lines
+
+
+def test_measures_on_a_known_distribution(tokenizer):
+    vocab = tokenizer.vocab_size
+    cat, the = tokenizer.id_of("cat"), tokenizer.id_of("the")
+
+    def always_cat(inputs):  # (n, window) -> (n, vocab): p(cat) = 0.5, the rest uniform
+        probs = np.full((len(inputs), vocab), 0.5 / (vocab - 1))
+        probs[:, cat] = 0.5
+        return probs
+
+    result = evaluate(always_cat, tokenizer, 3, LINES, context="line")
+    targets = [t for line in LINES for t in tokenizer.encode_line(line)]
+    assert result["tokens"] == len(targets) == 8
+    p = [0.5 if t == cat else 0.5 / (vocab - 1) for t in targets]
+    assert result["perplexity"] == pytest.approx(math.exp(-np.mean(np.log(p))))
+    assert result["top1"] == pytest.approx(2 / 8)  # only the two "cat" targets are ranked first
+    words = [t for t in targets if t not in tokenizer.special_ids]
+    assert result["suggest_tokens"] == len(words) == 6  # the two <eos> targets are skipped
+    assert result["suggest_top1"] == pytest.approx(2 / 6)
+    assert 0 <= result["ksr"] <= 1
+    assert the != cat
+
+
+def test_keystroke_savings_by_hand():
+    tokenizer = Tokenizer.fit(["apple apricot banana"], TokenizerConfig(unk_token=None))
+    counter = KeystrokeCounter(tokenizer)
+    probs = np.zeros(tokenizer.vocab_size)
+    probs[tokenizer.id_of("apple")] = 0.9
+    counter.add(probs, tokenizer.id_of("apple"), shown_without_prefix=True)  # shown at once: 1 key for 6
+    assert (counter.typed, counter.with_strip) == (6, 1)
+    counter.add(probs, tokenizer.id_of("banana"), shown_without_prefix=False)  # "b" leaves one candidate
+    assert (counter.typed, counter.with_strip) == (13, 1 + 2)
+    assert counter.ksr == pytest.approx(1 - 3 / 13)
+
+
+def test_eval_cli_on_a_model_file(exported, tmp_path, capsys):
+    _, models, _ = exported
+    text = tmp_path / "text.txt"
+    text.write_text("we want coffee today\ni like the train today\n", encoding="utf-8")
+    assert cli.main(["eval", str(models / "model.int8.tflite"), "--text", str(text), "--json"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) >= {"perplexity", "top1", "top3", "top5", "suggest_top1", "suggest_top3", "ksr", "tokens"}
+    assert result["tokens"] == 5 + 6 and result["perplexity"] > 1  # words plus <eos> per line
+    assert cli.main(["eval", str(models / "model.onnx"), "--text", str(tmp_path / "missing.txt")]) == 1
+    assert "does not exist" in capsys.readouterr().err
