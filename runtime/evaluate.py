@@ -37,11 +37,12 @@ SUGGESTIONS = 3
 
 def examples(lines: Iterable[str], tokenizer: Tokenizer, window: int, context: str) -> Iterator[tuple[list, int]]:
     """(context ids, target id) for every token of every line."""
-    history: deque[int] = deque(maxlen=window)
+    start = tokenizer.context_ids("")  # [<eos>] when the model has one: what a keyboard context starts with
+    history: deque[int] = deque(start, maxlen=window)
     for line in lines:
         ids = tokenizer.encode_line(line)
         if context == "line":
-            history.clear()
+            history = deque(start, maxlen=window)
         for target in ids:
             yield list(history), target
             history.append(target)

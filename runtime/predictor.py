@@ -56,10 +56,11 @@ class Predictor:
         """Ids of the last ``window`` words of ``text`` (only the tail of a long text is tokenized)."""
         window = self.config.window
         pieces = text.rsplit(None, 4 * window)  # each piece gives >= 0 tokens; the head may be huge
-        ids = self.tokenizer.encode(" ".join(pieces[1:]) if len(pieces) > 4 * window else text)
-        if len(ids) < window and len(pieces) > 4 * window:  # mostly punctuation: read it all
-            ids = self.tokenizer.encode(text)
-        return ids[-window:]
+        if len(pieces) > 4 * window:
+            ids = self.tokenizer.encode(" ".join(pieces[1:]))
+            if len(ids) >= window:
+                return ids[-window:]
+        return self.tokenizer.context_ids(text)[-window:]  # the whole text: it starts after <eos>
 
     def split_partial(self, text: str) -> tuple[str, str]:
         """(context, partial word). Text ending in a space or punctuation has no partial word."""

@@ -30,22 +30,29 @@ class Session:
 
     # ------------------------------------------------------------- typing
     def reset(self) -> None:
-        """Forget everything typed: a new message."""
+        """Forget everything typed: a new message (after ``<eos>`` when the model has one)."""
         self._ids: list[int] = []
         self._steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (probs, h, c) per id in the window
+        start = self.predictor.tokenizer.context_ids("")
+        self._hidden = len(start)  # ids fed on reset that are not typed words
+        for token_id in start:
+            self._push(token_id)
 
     def feed(self, text: str) -> None:
         """Words typed (one or many); unknown words count as ``<unk>``."""
         for token_id in self.predictor.tokenizer.encode(text):
-            self._ids.append(token_id)
-            if len(self._ids) <= self._window and len(self._steps) == len(self._ids) - 1:
-                self._steps.append(self._advance(token_id, *self._state()))
-            else:
-                self._rebuild()
+            self._push(token_id)
+
+    def _push(self, token_id: int) -> None:
+        self._ids.append(token_id)
+        if len(self._ids) <= self._window and len(self._steps) == len(self._ids) - 1:
+            self._steps.append(self._advance(token_id, *self._state()))
+        else:
+            self._rebuild()
 
     def backspace(self) -> str | None:
         """Remove the last word; returns it (None if nothing was typed)."""
-        if not self._ids:
+        if len(self._ids) <= self._hidden:
             return None
         token_id = self._ids.pop()
         if len(self._ids) < self._window and len(self._steps) == len(self._ids) + 1:
@@ -56,7 +63,7 @@ class Session:
 
     @property
     def words(self) -> list[str]:
-        return self.predictor.tokenizer.decode(self._ids)
+        return self.predictor.tokenizer.decode(self._ids[self._hidden:])
 
     # --------------------------------------------------------- suggesting
     def probabilities(self) -> np.ndarray:

@@ -194,6 +194,15 @@ class Tokenizer:
             ids.append(self.eos_id)
         return ids
 
+    def context_ids(self, text: str) -> list[int]:
+        """Ids of a context as the model reads it: with ``<eos>`` in the vocabulary, text starts after one.
+
+        In training, every sentence follows an ``<eos>`` (stream mode) or starts with one (sentence mode),
+        so a keyboard context begins the same way: the first word is predicted after ``<eos>``.
+        """
+        ids = self.encode(text)
+        return ids if self.eos_id is None else [self.eos_id, *ids]
+
     def ids(self, tokens: Iterable[str]) -> list[int]:
         lookup = self._ids.get
         unk = self.unk_id

@@ -113,3 +113,14 @@ def test_batches_are_exact_and_shuffling_is_seeded():
     np.testing.assert_array_equal(np.sort(first), np.arange(70))
     np.testing.assert_array_equal(first, shuffled_targets(1))
     assert not np.array_equal(first, shuffled_targets(2))
+
+
+def test_sentence_mode_reads_every_line_after_eos_with_padding_at_the_end():
+    eos = 9
+    lines = [[1, 2, 3, eos], [4, 5, 6, 7, 8, 1, 2, eos]]  # encoded lines end with <eos>
+    blocks = list(sequences.sentence_examples(lines, window=5, start_id=eos))
+    inputs = np.concatenate([b[0] for b in blocks])
+    targets = np.concatenate([b[1] for b in blocks])
+    np.testing.assert_array_equal(inputs, [[eos, 1, 2, 3, 0], [eos, 4, 5, 6, 7], [8, 1, 2, 0, 0]])
+    np.testing.assert_array_equal(targets, [[1, 2, 3, eos, 0], [4, 5, 6, 7, 8], [1, 2, eos, 0, 0]])
+    assert sequences.count_examples(lines, "sentence", 5) == (3, 12)

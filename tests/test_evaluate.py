@@ -21,10 +21,12 @@ def tokenizer():
 
 def test_line_and_stream_contexts(tokenizer):
     ids = [tokenizer.encode_line(line) for line in LINES]
+    eos = tokenizer.eos_id
     line = list(examples(LINES, tokenizer, window=2, context="line"))
-    assert [(c, t) for c, t in line[:4]] == [([], ids[0][0]), ([ids[0][0]], ids[0][1]),
+    # A context starts after <eos>, as in training and on the keyboard; the window keeps the last 2 ids.
+    assert [(c, t) for c, t in line[:4]] == [([eos], ids[0][0]), ([eos, ids[0][0]], ids[0][1]),
                                             (ids[0][:2], ids[0][2]), (ids[0][1:3], ids[0][3])]
-    assert line[4] == ([], ids[1][0])  # a new line starts from an empty context
+    assert line[4] == ([eos], ids[1][0])  # a new line starts afresh
     stream = list(examples(LINES, tokenizer, window=2, context="stream"))
     assert stream[4] == (ids[0][2:4], ids[1][0])  # the context runs across lines
 

@@ -194,3 +194,33 @@ def test_early_stopping_stops_when_validation_stops_improving(tiny_corpus, tmp_p
     assert report["corpus"]["validation"] == "file" and report["corpus"]["valid_unknown_rate"] > 0.5
     assert report["training"]["stopped_early"] and report["training"]["epochs_completed"] < 50
     assert report["best"]["epoch"] == report["training"]["epochs_completed"] - 2
+
+
+def test_sentence_mode_with_a_decaying_learning_rate(tiny_corpus, tmp_path):
+    plan = plan_new(tmp_path / "run", TrainConfig(mode="sentence", epochs=3, corpus=(str(tiny_corpus),),
+                                                  batch_size=16, learning_rate=0.01, lr_decay=0.5,
+                                                  lr_decay_start=1),
+                    TokenizerConfig(eos_token="<eos>"), ModelOptions(embedding_dim=8, hidden_size=8, window=5))
+    result = trainer.start(plan, log=quiet)
+    report = result.report
+    # Every word and every <eos> of the training lines is a target once; padding weighs nothing.
+    assert report["training"]["train_targets"] == report["corpus"]["train_tokens"]
+    assert report["history"]["learning_rate"] == pytest.approx([0.01, 0.005, 0.0025])
+    assert report["final"]["perplexity"] < result.tokenizer.vocab_size  # padding would blow it up
+    assert result.model.output_shape == (None, result.tokenizer.vocab_size)
+
+
+def test_ptb_preset_settings_apply_under_explicit_flags(tmp_path, capsys):
+    from nextword.train.presets import PRESETS
+
+    corpus = tmp_path / "ptb-like.txt"
+    corpus.write_text("the <unk> rose N % in mr. smith 's plan\n" * 30 + "a b c\n" * 10)
+    code = run_cli("train", "--preset", "ptb", "--corpus", str(corpus), "--out", str(tmp_path / "run"),
+                   "--epochs", "1", "--hidden-size", "8", "--embedding-dim", "4").returncode
+    assert code == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["window"] == PRESETS["ptb"]["window"] and config["model"]["hidden_size"] == 8
+    assert config["training"]["mode"] == "sentence" and config["training"]["epochs"] == 1
+    tokenizer = Tokenizer.load(tmp_path / "run")
+    assert tokenizer.id_of("mr.") and tokenizer.id_of("'s") and tokenizer.eos_id  # punctuation kept
+    assert "<unk>" not in tokenizer.vocab[1 : tokenizer.word_count + 1]

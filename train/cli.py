@@ -29,17 +29,22 @@ def add_parser(subparsers) -> None:
                    help="UTF-8 text files or directories of .txt files, one sentence per line "
                         "(default: the embedded corpus)")
     p.add_argument("--valid", nargs="+", metavar="PATH", help="validation text (default: hold out lines of the corpus)")
+    p.add_argument("--preset", metavar="NAME",
+                   help="a named recipe (ptb: Penn Treebank-like corpora); flags given override it")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last completed epoch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in RUN_DIR")
 
     g = p.add_argument_group("training")
-    g.add_argument("--mode", choices=("prefix", "stream"),
+    g.add_argument("--mode", choices=("prefix", "stream", "sentence"),
                    help="prefix: every line's prefix n-grams (seed recipe, default); "
-                        "stream: fixed windows of the token stream, a target at every position")
+                        "stream: fixed windows of the token stream, a target at every position; "
+                        "sentence: every line from the zero state after <eos>, a target at every position")
     g.add_argument("--epochs", type=int, help="epochs to train (default 200)")
     g.add_argument("--batch-size", type=int, help="examples per batch (default 32)")
     g.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.001)")
     g.add_argument("--clipnorm", type=float, help="clip each gradient to this norm (default: off)")
+    g.add_argument("--lr-decay", type=float, help="multiply the learning rate by this every epoch (default 1)")
+    g.add_argument("--lr-decay-start", type=int, help="first epoch (from 0) the decay applies to (default 0)")
     g.add_argument("--seed", type=int, help="random seed: same seed, same corpus, same weights (default 0)")
     g.add_argument("--valid-fraction", type=float, help="share of lines held out for validation (default 0.1)")
     g.add_argument("--early-stopping", type=int, metavar="EPOCHS",
@@ -60,7 +65,7 @@ def add_parser(subparsers) -> None:
                    help="map unknown words to <unk> (default) instead of dropping them")
     t.add_argument("--eos", action=argparse.BooleanOptionalAction, default=None,
                    help="append <eos> to every line (default: on in stream mode, off in prefix mode)")
-    t.add_argument("--keep-punctuation", action="store_true",
+    t.add_argument("--keep-punctuation", action="store_true", default=None,
                    help="do not strip Keras' filter characters (for corpora that are already tokenized)")
 
     p.add_argument("--sample", action="append", metavar="TEXT",
@@ -76,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
     from nextword.tokenizer import TokenizerConfig
     from nextword.train import plan as planning
 
+    if args.preset and not args.resume:
+        from nextword.train.presets import preset
+
+        for key, value in preset(args.preset).items():
+            if getattr(args, key, None) is None:
+                setattr(args, key, value)
     if args.resume:
         changed = sorted(k for k, v in vars(args).items() if k not in _RESUMABLE and v not in (None, False))
         if changed:
@@ -89,11 +100,13 @@ def run(args: argparse.Namespace) -> int:
         train_config = planning.TrainConfig(
             mode=mode,
             **_given(args, "epochs", "batch_size", "learning_rate", "clipnorm", "seed", "valid_fraction",
-                     "early_stopping"),
+                     "early_stopping", "lr_decay", "lr_decay_start"),
             corpus=tuple(args.corpus) if args.corpus else None,
             valid=tuple(args.valid) if args.valid else None,
         )
-        eos = args.eos if args.eos is not None else mode == "stream"
+        eos = args.eos if args.eos is not None else mode in ("stream", "sentence")
+        if mode == "sentence" and not eos:
+            raise UsageError("--mode sentence reads every line after <eos>; it cannot be used with --no-eos")
         tokenizer_config = TokenizerConfig(
             **_given(args, "max_vocab", "min_count"),
             unk_token=None if args.unk is False else "<unk>",

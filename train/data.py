@@ -82,7 +82,7 @@ class TrainingData:
         return max((len(self._require_tokenizer().encode_line(line)) for line in self.train_lines()), default=0)
 
     def auto_window(self, mode: str) -> int:
-        if mode == "stream":
+        if mode in ("stream", "sentence"):
             return DEFAULT_STREAM_WINDOW
         return max(1, min(self.longest_line() - 1, MAX_AUTO_WINDOW))
 
@@ -108,7 +108,7 @@ class TrainingData:
     ) -> Iterator[sequences.Block]:
         tokenizer = self._require_tokenizer()
         lines = self.valid_lines() if validation else self.train_lines()
-        blocks = sequences.examples(map(tokenizer.encode_line, lines), mode, window)
+        blocks = sequences.examples(map(tokenizer.encode_line, lines), mode, window, tokenizer.eos_id)
         return sequences.batched(sequences.shuffled(blocks, shuffle_buffer, rng), batch_size)
 
     def _require_tokenizer(self) -> Tokenizer:

@@ -69,7 +69,8 @@ def compile_for_training(model: keras.Model, learning_rate: float, clipnorm: flo
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
         loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy", Perplexity()],
+        # Weighted: in sentence mode the padding positions carry weight 0 (other modes: no weights).
+        weighted_metrics=["accuracy", Perplexity()],
     )
 
 

@@ -29,6 +29,9 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     clipnorm: float | None = None
+    #: Learning rate multiplied by ``lr_decay`` every epoch from epoch ``lr_decay_start`` (0-based).
+    lr_decay: float = 1.0
+    lr_decay_start: int = 0
     seed: int = 0
     valid_fraction: float = 0.1
     #: Stop after this many epochs without improvement of the validation loss.
@@ -48,6 +51,8 @@ class TrainConfig:
             raise UsageError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
         if self.learning_rate <= 0:
             raise UsageError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise UsageError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
         if self.early_stopping is not None and self.early_stopping < 1:
             raise UsageError(f"--early-stopping must be at least 1 epoch, got {self.early_stopping}")
 

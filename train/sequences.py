@@ -8,6 +8,12 @@ n - 1 examples of shape ``(window,) -> ()``.
 of ``window + 1`` tokens; the model predicts the next token at every position,
 so one window gives ``window`` targets, ``(window,) -> (window,)``.
 
+``sentence`` (for a keyboard on real corpora): every line on its own, from the zero state, read after
+``<eos>`` as the keyboard reads it (``Tokenizer.context_ids``): ``[<eos>, w1 .. wn] -> [w1 .. wn, <eos>]``,
+a target at every position, post-padded to the window (padding is masked and weighted 0); a line longer
+than the window continues in further windows. Train for the context you serve: this is exactly the
+keyboard's (line) context, first word included.
+
 Everything is a generator over lines read from disk with a bounded shuffle
 buffer, so memory does not grow with the corpus. ``tensorflow_dataset`` wraps
 it in ``tf.data``; the rest of this module does not need TensorFlow.
@@ -22,7 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from nextword.tokenizer import PAD_ID
 
-MODES = ("prefix", "stream")
+MODES = ("prefix", "stream", "sentence")
 Block = tuple[np.ndarray, np.ndarray]
 
 
@@ -52,6 +58,23 @@ def stream_examples(encoded_lines: Iterable[list[int]], window: int, chunk: int 
         yield _cut_windows(buffer, window)
 
 
+def sentence_examples(encoded_lines: Iterable[list[int]], window: int, start_id: int) -> Iterator[Block]:
+    """Per line: ``(k, window)`` post-padded inputs and targets, k = windows the line needs."""
+    for ids in encoded_lines:
+        if not ids:
+            continue
+        sequence = [start_id, *ids]
+        inputs, targets = sequence[:-1], sequence[1:]
+        count = -(-len(inputs) // window)
+        block_inputs = np.zeros((count, window), np.int32)
+        block_targets = np.zeros((count, window), np.int32)
+        for row in range(count):
+            piece = slice(row * window, (row + 1) * window)
+            block_inputs[row, : len(inputs[piece])] = inputs[piece]
+            block_targets[row, : len(targets[piece])] = targets[piece]
+        yield block_inputs, block_targets
+
+
 def _cut_windows(tokens: list[int], window: int) -> Block:
     count = (len(tokens) - 1) // window
     stream = np.asarray(tokens[: count * window + 1], np.int32)
@@ -65,16 +88,24 @@ def count_examples(encoded_lines: Iterable[list[int]], mode: str, window: int) -
     if mode == "prefix":
         examples = sum(max(len(ids) - 1, 0) for ids in encoded_lines)
         return examples, examples
+    if mode == "sentence":
+        lengths = [len(ids) for ids in encoded_lines if ids]
+        return sum(-(-n // window) for n in lengths), sum(lengths)
     tokens = sum(len(ids) for ids in encoded_lines)
     examples = max(tokens - 1, 0) // window
     return examples, examples * window
 
 
-def examples(encoded_lines: Iterable[list[int]], mode: str, window: int) -> Iterator[Block]:
+def examples(encoded_lines: Iterable[list[int]], mode: str, window: int, start_id: int | None = None
+             ) -> Iterator[Block]:
     if mode == "prefix":
         return prefix_examples(encoded_lines, window)
     if mode == "stream":
         return stream_examples(encoded_lines, window)
+    if mode == "sentence":
+        if start_id is None:
+            raise ValueError("sentence mode needs the <eos> id to start each line with")
+        return sentence_examples(encoded_lines, window, start_id)
     raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
 
 
@@ -133,5 +164,7 @@ def tensorflow_dataset(
             tf.TensorSpec(shape=target_shape, dtype=tf.int32),
         ),
     )
+    if mode == "sentence":  # padding targets weigh nothing, in the loss and in the metrics
+        dataset = dataset.map(lambda x, y: (x, y, tf.cast(tf.not_equal(y, 0), tf.float32)))
     # A known length gives Keras' progress bar its total on the first epoch too.
     return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)

@@ -83,7 +83,7 @@ def resume(plan: RunPlan, *, log: Log = print) -> TrainResult:
 
 def _fresh_model(plan: RunPlan) -> keras.Model:
     keras.utils.set_random_seed(plan.train_config.seed)
-    model = build_model(plan.model_config, sequence_output=plan.train_config.mode == "stream")
+    model = build_model(plan.model_config, sequence_output=plan.train_config.mode in ("stream", "sentence"))
     compile_for_training(model, plan.train_config.learning_rate, plan.train_config.clipnorm)
     return model
 
@@ -143,6 +143,11 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     log(reporting.summary_line(data.corpus.name, tokenizer, model_config, model.count_params(), train_counts, mode))
     checkpoint = EpochCheckpoint(run, history, epoch_holder)
     callbacks: list[keras.callbacks.Callback] = [checkpoint]
+    if train_config.lr_decay != 1.0:
+        base, decay, first = train_config.learning_rate, train_config.lr_decay, train_config.lr_decay_start
+        # A function of the epoch alone, so a resumed run continues the same schedule.
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(
+            lambda epoch, _lr: base * decay ** max(0, epoch - first + 1)))
     if train_config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if valid_ds is not None else "loss",
