@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "predict": "nextword.predict_cli",
     "keyboard": "nextword.keyboard",
     "eval": "nextword.eval_cli",
+    "bench": "nextword.bench_cli",
 }
 
 EXIT_INTERNAL = 70

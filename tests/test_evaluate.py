@@ -77,3 +77,21 @@ def test_eval_cli_on_a_model_file(exported, tmp_path, capsys):
     assert result["tokens"] == 5 + 6 and result["perplexity"] > 1  # words plus <eos> per line
     assert cli.main(["eval", str(models / "model.onnx"), "--text", str(tmp_path / "missing.txt")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bench_writes_json_markdown_and_chart(exported, tmp_path):
+    _, models, _ = exported
+    out = tmp_path / "bench"
+    assert cli.main(["bench", str(models / "model.int8.tflite"), str(models / "model.onnx"), "--repeats", "10",
+                     "--out", str(out)]) == 0
+    import json
+
+    result = json.loads((out / "bench.json").read_text())
+    engines = {(r["file"], r["engine"]) for r in result["runtime"]}
+    assert engines == {("model.int8.tflite", "ai-edge-litert"), ("model.onnx", "onnxruntime")}
+    for row in result["runtime"]:
+        assert row["suggest"]["calls"] == 10 and 0 < row["suggest"]["p50_ms"] <= row["suggest"]["p99_ms"]
+        assert row["raw_step"]["p50_ms"] > 0 and row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0
+        assert not row["tensorflow_loaded"]  # the cold-start process is runtime-only
+    assert "| model.onnx | onnxruntime |" in (out / "bench.md").read_text()
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"

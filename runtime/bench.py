@@ -1,0 +1,158 @@
+"""``nextword bench MODEL_OR_DIR... [--json] [--out DIR]``: speed and memory, measured.
+
+    nextword bench models/ptb/model.int8.tflite models/ptb/model.tflite models/ptb/model.onnx runs/ptb --out bench/
+
+For every model file and every installed engine that can run it (one thread unless ``--threads``):
+- cold start: a fresh process imports nextword, loads the file and makes the first suggestion (wall time
+  of the whole process, interpreter start included), and its peak RSS (a runtime-only process);
+- latency p50/p95/p99 of ``suggest()`` (window form), of a session's per-word ``feed`` + ``suggest`` (step
+  form), and of the raw engine calls alone (window batch 1, one step);
+- batch throughput of ``suggest_batch`` (contexts per second);
+- file size.
+A training run directory adds the Keras reference row (``model(x)`` and ``model.predict(x)``, batch 1,
+needs the train extra) and its training throughput from ``train_report.json``.
+Writes ``bench.json``, ``bench.md`` and ``bench.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nextword.context import window_ids
+from nextword.engines import UNSUPPORTED, installed_engines
+from nextword.errors import NextwordError
+from nextword.modelfile import read_model_file
+from nextword.predictor import Predictor
+
+SENTENCES = ["the company said it expects to report a loss for the third quarter",
+             "hello how are you doing today", "i will call you when i get home",
+             "the market is expected to rise next year as interest rates fall"]
+
+_COLD_START = """
+import resource, sys, time
+started = time.perf_counter()
+from nextword import Predictor
+predictor = Predictor.load(sys.argv[1], engine=sys.argv[2], threads=int(sys.argv[3]))
+predictor.suggest("the company said it")
+first = time.perf_counter() - started
+for _ in range(200):
+    predictor.suggest("the company said it will")
+print(first, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tensorflow" in sys.modules)
+"""
+
+
+def percentiles(samples_ms: list[float]) -> dict:
+    values = np.asarray(samples_ms)
+    return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)),
+            "p99_ms": float(np.percentile(values, 99)), "calls": int(len(values))}
+
+
+def timed(function, repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def cold_start(path: Path, engine: str, threads: int) -> dict:
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _COLD_START, str(path), engine, str(threads)],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise NextwordError(f"cold start of {path.name} on {engine} failed: {out.stderr.strip().splitlines()[-1]}")
+    first, rss_mb, tf_loaded = out.stdout.split()
+    return {"cold_start_s": wall, "import_load_first_suggest_s": float(first), "peak_rss_mb": float(rss_mb),
+            "tensorflow_loaded": tf_loaded == "True"}
+
+
+def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
+    model = read_model_file(path)
+    predictor = Predictor.load(path, engine=engine, threads=threads)
+    config = predictor.config
+    words = " ".join(SENTENCES).split()
+    texts = [" ".join(words[: i % 18 + 1]) + " " for i in range(repeats)]
+    for text in texts[:20]:  # warm up
+        predictor.suggest(text)
+    suggest = timed(lambda it=iter(texts * 2): predictor.suggest(next(it)), repeats)
+
+    session = predictor.session()
+
+    def one_word(it=iter(words * (repeats // len(words) + 2))):
+        if len(session.words) >= config.window - 2:
+            session.reset()
+        session.feed(next(it))
+        session.suggest(3)
+
+    session_word = timed(one_word, repeats)
+    tokens = window_ids(predictor.context_ids("the company said it"), config.window)[None]  # (1, window)
+    raw_window = timed(lambda: predictor.engine.window(tokens), repeats)
+    row = {"file": path.name, "format": model.format, "precision": model.precision, "engine": engine,
+           "threads": threads, "size_bytes": path.stat().st_size + _companion_size(model),
+           "suggest": percentiles(suggest), "session_word": percentiles(session_word),
+           "raw_window": percentiles(raw_window)}
+    if predictor.engine.has_step:
+        h = np.zeros((config.num_layers, 1, config.hidden_size), np.float32)
+        token = np.array([1], np.int32)
+        row["raw_step"] = percentiles(timed(lambda: predictor.engine.step(token, h, h), repeats))
+    batch = [" ".join(words[i: i + 12]) for i in range(64)]
+    batch_time = min(timed(lambda: predictor.suggest_batch(batch), 5)) / 1000
+    row["batch64_contexts_per_s"] = len(batch) / batch_time
+    row.update(cold_start(path, engine, threads))
+    return row
+
+
+def _companion_size(model) -> int:
+    companion = model.metadata.get("companion")
+    path = model.path.parent / companion["file"] if companion else None
+    return path.stat().st_size if path and path.exists() else 0
+
+
+def bench_keras(run_dir: Path, repeats: int) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from nextword.export.exporter import load_run
+
+    loaded = load_run(run_dir)
+    tokens = window_ids(loaded.tokenizer.context_ids("the company said it"), loaded.config.window)[None]
+    for _ in range(5):
+        loaded.model(tokens, training=False)
+        loaded.model.predict(tokens, verbose=0)
+    call = timed(lambda: loaded.model(tokens, training=False).numpy(), repeats)
+    predict = timed(lambda: loaded.model.predict(tokens, verbose=0), max(20, repeats // 10))
+    report = json.loads((run_dir / "train_report.json").read_text()) if (run_dir / "train_report.json").exists() \
+        else {}
+    return {"file": f"{run_dir.name}/model.keras", "format": "keras", "precision": "float32", "engine": "keras",
+            "size_bytes": (run_dir / "model.keras").stat().st_size, "model_call": percentiles(call),
+            "model_predict": percentiles(predict),
+            "training": {"mode": report.get("training", {}).get("mode"),
+                         "targets_per_second": report.get("targets_per_second")}}
+
+
+def run_bench(paths: list[Path], *, threads: int = 1, repeats: int = 300, log=print) -> dict:
+    rows, keras_rows = [], []
+    for path in paths:
+        if path.is_dir():
+            keras_rows.append(bench_keras(path, repeats))
+            log(f"keras {path}: model(x) p50 {keras_rows[-1]['model_call']['p50_ms']:.2f} ms")
+            continue
+        model = read_model_file(path)
+        for engine in installed_engines(model.format):
+            if (model.format, model.precision, engine) in UNSUPPORTED:
+                continue
+            rows.append(bench_file(path, engine, threads, repeats))
+            r = rows[-1]
+            log(f"{path.name} on {engine}: suggest p50 {r['suggest']['p50_ms']:.3f} ms, "
+                f"session word p50 {r['session_word']['p50_ms']:.3f} ms, cold start {r['cold_start_s']:.2f} s")
+    return {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(), "python": platform.python_version()},
+            "threads": threads, "repeats": repeats, "runtime": rows, "keras": keras_rows}

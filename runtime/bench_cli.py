@@ -1,0 +1,106 @@
+"""``nextword bench``: argument parsing and the written reports (bench.json, bench.md, bench.png)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nextword.fileio import atomic_path, atomic_write_text
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="latency, throughput, cold start and memory of model files",
+                              description="Benchmark model files on every installed engine (and a run "
+                                          "directory's Keras model as the reference row).")
+    p.add_argument("paths", nargs="+", metavar="MODEL_OR_DIR", help=".tflite/.onnx files and/or run directories")
+    p.add_argument("--out", metavar="DIR", help="write bench.json, bench.md and bench.png here")
+    p.add_argument("--threads", type=int, default=1, help="engine threads (default 1)")
+    p.add_argument("--repeats", type=int, default=300, help="timed calls per measure (default 300)")
+    p.add_argument("--json", action="store_true", help="print bench.json to stdout")
+    p.set_defaults(run=run)
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"Machine: {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}; "
+             f"{result['threads']} engine thread(s), {result['repeats']} calls per measure. Times in ms.", "",
+             "| file | engine | bytes | suggest p50 / p95 / p99 | session word p50 | raw window p50 | raw step p50 "
+             "| suggest / raw | batch-64 ctx/s | cold start s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["runtime"]:
+        s, w = r["suggest"], r["raw_window"]
+        step = r.get("raw_step", {}).get("p50_ms")
+        lines.append(
+            f"| {r['file']} | {r['engine']} | {r['size_bytes']:,} | {s['p50_ms']:.3f} / {s['p95_ms']:.3f} / "
+            f"{s['p99_ms']:.3f} | {r['session_word']['p50_ms']:.3f} | {w['p50_ms']:.3f} | "
+            f"{'-' if step is None else f'{step:.3f}'} | {s['p50_ms'] / w['p50_ms']:.2f} | "
+            f"{r['batch64_contexts_per_s']:,.0f} | {r['cold_start_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+    for k in result["keras"]:
+        lines.append(f"| {k['file']} | Keras `model(x)` | {k['size_bytes']:,} | {k['model_call']['p50_ms']:.2f} / "
+                     f"{k['model_call']['p95_ms']:.2f} / {k['model_call']['p99_ms']:.2f} | | | | | | | |")
+        lines.append(f"| {k['file']} | Keras `model.predict(x)` | | {k['model_predict']['p50_ms']:.2f} / "
+                     f"{k['model_predict']['p95_ms']:.2f} / {k['model_predict']['p99_ms']:.2f} | | | | | | | |")
+        training = k.get("training") or {}
+        if training.get("targets_per_second"):
+            lines.append(f"\nTraining throughput of {k['file']}: {training['targets_per_second']:,.0f} targets/s "
+                         f"({training['mode']} mode, from train_report.json).")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, window, session = [], [], []
+    for r in result["runtime"]:
+        labels.append(f"{r['file']}\n{r['engine']}")
+        window.append(r["suggest"]["p50_ms"])
+        session.append(r["session_word"]["p50_ms"])
+    for k in result["keras"]:
+        labels.append(f"Keras model(x)\n{k['file']}")
+        window.append(k["model_call"]["p50_ms"])
+        session.append(0)
+        labels.append(f"Keras predict(x)\n{k['file']}")
+        window.append(k["model_predict"]["p50_ms"])
+        session.append(0)
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(labels) + 1.5))
+    y = range(len(labels))
+    ax.barh([i + 0.2 for i in y], window, height=0.4, label="suggest() / call, window form")
+    ax.barh([i - 0.2 for i in y], session, height=0.4, label="keyboard session: one word, step form")
+    for i, (a, b) in enumerate(zip(window, session)):
+        ax.text(a, i + 0.2, f" {a:.3g}", va="center", fontsize=8)
+        if b:
+            ax.text(b, i - 0.2, f" {b:.3g}", va="center", fontsize=8)
+    ax.set_yticks(list(y), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("median latency per suggestion, ms (log scale; shorter is faster)")
+    ax.set_title(f"nextword: next-word latency, {result['threads']} thread(s)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    from nextword.bench import run_bench
+
+    result = run_bench([Path(p) for p in args.paths], threads=args.threads, repeats=args.repeats)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out / "bench.md", markdown(result))
+        try:
+            plot(result, out / "bench.png")
+        except ImportError:
+            print("bench.png skipped: matplotlib is not installed (it comes with the train extra)")
+        print(f"wrote {out / 'bench.json'}, bench.md, bench.png")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif not args.out:
+        print(markdown(result))
+    return 0
