@@ -52,6 +52,7 @@ def plot(result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     labels, window, session = [], [], []
     for r in result["runtime"]:
@@ -65,7 +66,7 @@ def plot(result: dict, path: Path) -> None:
         labels.append(f"Keras predict(x)\n{k['file']}")
         window.append(k["model_predict"]["p50_ms"])
         session.append(0)
-    fig, ax = plt.subplots(figsize=(10, 0.55 * len(labels) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(labels) + 2.2))
     y = range(len(labels))
     ax.barh([i + 0.2 for i in y], window, height=0.4, label="suggest() / call, window form")
     ax.barh([i - 0.2 for i in y], session, height=0.4, label="keyboard session: one word, step form")
@@ -76,10 +77,15 @@ def plot(result: dict, path: Path) -> None:
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.set_xlim(min(v for v in window + session if v) / 2, max(window) * 4)  # room for the labels
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("median latency per suggestion, ms (log scale; shorter is faster)")
     ax.set_title(f"nextword: next-word latency, {result['threads']} thread(s)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / len(labels)), ncol=2, fontsize=8,
+              frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
