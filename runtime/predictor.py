@@ -41,6 +41,7 @@ class Predictor:
         self._sorted_words = [w for w, _ in words]  # for prefix lookups (word completion)
         self._sorted_ids = np.array([i for _, i in words], dtype=np.int64)
         self._word_ids = np.array([i for i in range(self.tokenizer.vocab_size) if i not in special], dtype=np.int64)
+        self._special_ids = np.array(sorted(special), dtype=np.int64)
 
     @classmethod
     def load(cls, path: str | Path, *, engine: str | None = None, threads: int | None = None) -> Predictor:
@@ -103,11 +104,24 @@ class Predictor:
             lo = bisect.bisect_left(self._sorted_words, prefix)
             hi = bisect.bisect_left(self._sorted_words, prefix + "\U0010ffff")
             candidates = self._sorted_ids[lo:hi]
+            scores = probs[candidates]
+        else:  # every word: no gather, just hide the special tokens
+            candidates = None
+            scores = probs.copy()
+            scores[self._special_ids] = -np.inf
+        count = min(k, len(scores) if candidates is not None else len(self._word_ids))
+        if count <= 8:
+            # A few argmax passes beat a partition of the whole vocabulary for a suggestion strip.
+            best = []
+            for _ in range(count):
+                index = int(np.argmax(scores))
+                best.append(index)
+                scores[index] = -np.inf
+            best = np.array(best, dtype=np.int64)
         else:
-            candidates = self._word_ids
-        scores = probs[candidates]
-        best = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
-        top = candidates[best[np.argsort(-scores[best], kind="stable")]]
+            best = np.argpartition(-scores, count - 1)[:count]
+            best = best[np.argsort(-scores[best], kind="stable")]
+        top = best if candidates is None else candidates[best]
         return [Suggestion(self.tokenizer.vocab[i], float(probs[i])) for i in top]
 
     # ------------------------------------------------------------------ API
