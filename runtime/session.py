@@ -46,7 +46,7 @@ class Session:
     def _push(self, token_id: int) -> None:
         self._ids.append(token_id)
         if len(self._ids) <= self._window and len(self._steps) == len(self._ids) - 1:
-            self._steps.append(self._advance(token_id, *self._state()))
+            self._steps.append(self._advance(self._ids, *self._state()))
         else:
             self._rebuild()
 
@@ -82,12 +82,13 @@ class Session:
             return self._steps[-1][1], self._steps[-1][2]
         return self._zero, self._zero
 
-    def _advance(self, token_id: int, h: np.ndarray, c: np.ndarray):
+    def _advance(self, ids: list[int], h: np.ndarray, c: np.ndarray):
+        """State and probabilities after ``ids[-1]``, given the state after ``ids[:-1]``."""
         engine = self.predictor.engine
         if not engine.has_step:  # an ONNX window file without its step companion
-            probs = engine.window(window_ids(self._ids, self._window)[None, :])
+            probs = engine.window(window_ids(ids, self._window)[None, :])
             return probs[0], h, c
-        probs, h, c = engine.step(np.array([token_id], np.int32), h, c)
+        probs, h, c = engine.step(np.array([ids[-1]], np.int32), h, c)
         return probs[0], h, c
 
     def _rebuild(self) -> None:
@@ -95,9 +96,6 @@ class Session:
         self._steps = []
         h, c = self._zero, self._zero
         visible = self._ids[-self._window:]
-        all_ids, self._ids = self._ids, self._ids[: len(self._ids) - len(visible)]
-        for token_id in visible:
-            self._ids.append(token_id)
-            probs, h, c = self._advance(token_id, h, c)
+        for end in range(1, len(visible) + 1):
+            probs, h, c = self._advance(visible[:end], h, c)
             self._steps.append((probs, h, c))
-        self._ids = all_ids

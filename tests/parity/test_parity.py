@@ -26,16 +26,11 @@ from nextword import Predictor
 from nextword.context import window_ids
 from nextword.engines import ENGINES, UNSUPPORTED, installed_engines, open_engine
 from nextword.errors import EngineError
+from nextword.export.validate import TOLERANCES, compare, failures  # numpy only: no TensorFlow needed
 from nextword.modelfile import PRECISIONS, read_model_file
 
 ROOT = Path(os.environ.get("NEXTWORD_PARITY_DIR", "build/parity"))
 OUT = os.environ.get("NEXTWORD_PARITY_OUT")
-# The export's tolerances (export/validate.py), restated: this environment has no TensorFlow to import them.
-TOLERANCES = {
-    "float32": {"max_abs_diff": 1e-5, "top5_identical": 1.0},
-    "float16": {"max_abs_diff": 1e-3, "top1_agreement": 0.99},
-    "int8": {"top1_agreement": 0.97, "top5_overlap": 0.90},
-}
 MANIFEST = json.loads((ROOT / "manifest.json").read_text()) if (ROOT / "manifest.json").exists() else None
 pytestmark = pytest.mark.skipif(MANIFEST is None, reason=f"no parity fixtures in {ROOT} (build_fixtures.py)")
 
@@ -45,25 +40,6 @@ def cells():
         return []
     return [(model, fmt, precision, engine) for model in MANIFEST["models"] for fmt, precisions in PRECISIONS.items()
             for precision in precisions for engine in installed_engines(fmt)]
-
-
-def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
-    top_ref = np.argsort(-reference, axis=1, kind="stable")[:, :5]
-    top_new = np.argsort(-candidate, axis=1, kind="stable")[:, :5]
-    overlap = np.array([len(set(a) & set(b)) for a, b in zip(top_ref, top_new)])
-    return {"max_abs_diff": float(np.abs(reference - candidate).max()),
-            "top1_agreement": float(np.mean(top_ref[:, 0] == top_new[:, 0])),
-            "top5_identical": float(np.mean(overlap == 5)), "top5_overlap": float(np.mean(overlap) / 5)}
-
-
-def within(measures: dict, precision: str) -> list[str]:
-    misses = []
-    for name, limit in TOLERANCES[precision].items():
-        value = measures[name]
-        ok = value <= limit if name == "max_abs_diff" else value >= limit
-        if not ok:
-            misses.append(f"{name} {value:.6g} vs {limit}")
-    return misses
 
 
 def record(row: dict) -> None:
@@ -118,11 +94,11 @@ def test_cell(model, fmt, precision, engine):
     problems = []
     for form, output in (("window", window), ("step", step)):
         measures = compare(keras_probs, output)
-        misses = within(measures, precision)
+        misses = failures(measures, TOLERANCES[precision])
         problems += [f"{form}: {m}" for m in misses]
         record({**base, "form": form, **measures, "window_vs_step_max_diff": window_vs_step["max_abs_diff"],
                 "suggest_equals_raw": suggest_matches, "status": "ok" if not misses else "FAIL"})
-    problems += [f"window vs step: {m}" for m in within(window_vs_step, precision)]
+    problems += [f"window vs step: {m}" for m in failures(window_vs_step, TOLERANCES[precision])]
     assert not problems, problems
     assert suggest_matches
 
