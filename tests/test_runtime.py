@@ -274,3 +274,18 @@ def test_keyboard_falls_back_to_line_mode_without_a_terminal(exported):
     expected = Predictor.load(models / "model.onnx").suggest("we want some", 3)[0].word
     assert result.stdout.splitlines()[:2] == ["> we want some", result.stdout.splitlines()[1]]
     assert f"[1] {expected}" in result.stdout
+
+
+def test_session_without_a_step_graph_falls_back_to_the_window_form(exported, tmp_path):
+    _, models, _ = exported
+    (tmp_path / "model.onnx").write_bytes((models / "model.onnx").read_bytes())  # no model.step.onnx beside it
+    predictor = Predictor.load(tmp_path / "model.onnx")
+    assert not predictor.engine.has_step
+    session = predictor.session()
+    typed = "i like the train today we see some coffee good night thank you".split()
+    for count, word in enumerate(typed, start=1):
+        session.feed(word)
+        assert session.suggest(3) == predictor.suggest(" ".join(typed[:count]) + " ", 3)
+    for count in range(len(typed) - 1, 0, -1):
+        session.backspace()
+        assert session.suggest(3) == predictor.suggest(" ".join(typed[:count]) + " ", 3)
