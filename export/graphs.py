@@ -12,7 +12,9 @@ cell out by hand from ``model.get_weights()``, weights as constants:
   From the zero state, feeding a context's ids one at a time gives the window
   form's probabilities; feeding id 0 changes nothing.
 
-Keras' gate order is i, f, c (g), o; the recurrent activation is the sigmoid.
+Keras' gate order is i, f, c (g), o; the recurrent activation is the sigmoid. An optional linear
+projection sits before the softmax; with tied embeddings the softmax multiplies by the embedding matrix
+itself (``transpose_b``), so the file holds that matrix once, for the lookup and for the output.
 """
 
 from __future__ import annotations
@@ -30,20 +32,30 @@ class LstmWeights:
     embedding: np.ndarray  # (vocab, embedding_dim)
     kernels: tuple[np.ndarray, ...]  # per layer: (input + hidden, 4 * hidden), input and recurrent stacked
     biases: tuple[np.ndarray, ...]  # per layer: (4 * hidden,)
-    dense_kernel: np.ndarray  # (hidden, vocab)
+    dense_kernel: np.ndarray | None  # (output_dim, vocab); None when tied to the embedding
     dense_bias: np.ndarray  # (vocab,)
+    projection_kernel: np.ndarray | None = None  # (hidden, projection_dim)
+    projection_bias: np.ndarray | None = None  # (projection_dim,)
 
     @classmethod
     def from_keras(cls, model, config: ModelConfig) -> LstmWeights:
-        [embedding] = model.get_layer("embedding").get_weights()
+        embedding_weights = model.get_layer("embedding").get_weights()
+        embedding = embedding_weights[0]
         kernels, biases = [], []
         for index in range(config.num_layers):
             kernel, recurrent, bias = model.get_layer(f"lstm_{index}").get_weights()
             # One matmul per step: [x, h] @ [[W], [U]].
             kernels.append(np.concatenate([kernel, recurrent], axis=0))
             biases.append(bias)
-        dense_kernel, dense_bias = model.get_layer("probs").get_weights()
-        return cls(embedding, tuple(kernels), tuple(biases), dense_kernel, dense_bias)
+        projection_kernel = projection_bias = None
+        if config.projection_dim:
+            projection_kernel, projection_bias = model.get_layer("projection").get_weights()
+        if config.tie_embeddings:
+            dense_kernel, dense_bias = None, embedding_weights[1]  # TiedEmbedding: embeddings, output_bias
+        else:
+            dense_kernel, dense_bias = model.get_layer("probs").get_weights()
+        return cls(embedding, tuple(kernels), tuple(biases), dense_kernel, dense_bias, projection_kernel,
+                   projection_bias)
 
 
 class InferenceGraphs(tf.Module):
@@ -70,12 +82,14 @@ class InferenceGraphs(tf.Module):
 
     def _constants(self) -> dict:
         w = self._weights
+        optional = {"dense_kernel": w.dense_kernel, "projection_kernel": w.projection_kernel,
+                    "projection_bias": w.projection_bias}
         return {
             "embedding": tf.constant(w.embedding, tf.float32),
             "kernels": [tf.constant(k, tf.float32) for k in w.kernels],
             "biases": [tf.constant(b, tf.float32) for b in w.biases],
-            "dense_kernel": tf.constant(w.dense_kernel, tf.float32),
             "dense_bias": tf.constant(w.dense_bias, tf.float32),
+            **{name: None if value is None else tf.constant(value, tf.float32) for name, value in optional.items()},
         }
 
     @staticmethod
@@ -90,7 +104,14 @@ class InferenceGraphs(tf.Module):
 
     @staticmethod
     def _probs(weights: dict, top_h):
-        return tf.nn.softmax(tf.matmul(top_h, weights["dense_kernel"]) + weights["dense_bias"])  # (batch, vocab)
+        features = top_h
+        if weights["projection_kernel"] is not None:
+            features = tf.matmul(features, weights["projection_kernel"]) + weights["projection_bias"]
+        if weights["dense_kernel"] is None:  # tied: the embedding matrix (vocab, E) read as (E, vocab)
+            logits = tf.matmul(features, weights["embedding"], transpose_b=True)
+        else:
+            logits = tf.matmul(features, weights["dense_kernel"])
+        return tf.nn.softmax(logits + weights["dense_bias"])  # (batch, vocab)
 
     def _window(self, tokens):
         weights = self._constants()

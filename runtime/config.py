@@ -17,7 +17,7 @@ CONFIG_FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``Embedding -> LSTM(tanh) x num_layers -> Dense softmax``; defaults are the seed tutorial's.
+    """``Embedding -> LSTM(tanh) x num_layers [-> projection] -> Dense softmax``; defaults are the seed tutorial's.
 
     Padding (id 0) is masked: a pre-padded context gives exactly the
     probabilities of the same words fed one at a time from the zero state.
@@ -31,6 +31,17 @@ class ModelConfig:
     num_layers: int = 1
     #: Dropout before each LSTM layer and before the softmax, training only.
     dropout: float = 0.0
+    #: A linear layer from the top LSTM down to this size before the softmax (0: none). With a 10k vocabulary
+    #: the softmax is most of the compute and of the file; projecting 256 -> 128 halves both.
+    projection_dim: int = 0
+    #: The softmax reuses the embedding matrix (transposed) plus its own bias: the output needs
+    #: ``projection_dim`` (or ``hidden_size`` without one) equal to ``embedding_dim``.
+    tie_embeddings: bool = False
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the features the softmax reads."""
+        return self.projection_dim or self.hidden_size
 
     def __post_init__(self) -> None:
         checks = {
@@ -40,10 +51,16 @@ class ModelConfig:
             "hidden_size": self.hidden_size >= 1,
             "num_layers": self.num_layers >= 1,
             "dropout": 0.0 <= self.dropout < 1.0,
+            "projection_dim": self.projection_dim >= 0,
         }
         for name, ok in checks.items():
             if not ok:
                 raise UsageError(f"model setting {name}={getattr(self, name)!r} is out of range")
+        if self.tie_embeddings and self.output_dim != self.embedding_dim:
+            raise UsageError(
+                f"tied embeddings need the softmax input ({self.output_dim}) to be the embedding size "
+                f"({self.embedding_dim}); set --projection-dim {self.embedding_dim}"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -54,7 +54,8 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """A two-layer stream-mode model with <eos>, exported to every format and precision.
+    """A two-layer stream-mode model with <eos>, a projection and tied embeddings, exported to every
+    format and precision (the untied, unprojected graph is the parity fixtures' tiny and wide models).
 
     Returns (run_dir, models_dir, export_report).
     """
@@ -68,7 +69,8 @@ def exported(tmp_path_factory):
     corpus = write_tiny_corpus(root / "tiny.txt")
     plan = plan_new(root / "run", TrainConfig(mode="stream", epochs=4, corpus=(str(corpus),), batch_size=8),
                     TokenizerConfig(eos_token="<eos>"),
-                    ModelOptions(embedding_dim=8, hidden_size=16, num_layers=2, window=6))
+                    ModelOptions(embedding_dim=8, hidden_size=16, num_layers=2, window=6, projection_dim=8,
+                                 tie_embeddings=True))
     trainer.start(plan, log=lambda _: None)
     report = exporter.export_run(root / "run", root / "models", formats=["tflite", "onnx"], precisions=None,
                                  log=lambda _: None)

@@ -124,3 +124,28 @@ def test_sentence_mode_reads_every_line_after_eos_with_padding_at_the_end():
     np.testing.assert_array_equal(inputs, [[eos, 1, 2, 3, 0], [eos, 4, 5, 6, 7], [8, 1, 2, 0, 0]])
     np.testing.assert_array_equal(targets, [[1, 2, 3, eos, 0], [4, 5, 6, 7, 8], [1, 2, eos, 0, 0]])
     assert sequences.count_examples(lines, "sentence", 5) == (3, 12)
+
+
+def test_sentence_history_fills_the_window_with_the_lines_before_for_an_even_share_of_lines():
+    eos = 9
+    lines = [[1, 2, eos], [3, 4, eos], [5, eos], [6, 7, 8, eos], [1, 1, 1, 1, 1, 1, eos]]
+    blocks = list(sequences.sentence_examples(lines, window=5, start_id=eos, history=0.5))
+    # Lines 1 and 3 (0-based) get history: the stream's last 5 tokens before their end, every one a target.
+    # Lines 0, 2 and 4 read from <eos> as a keyboard does (line 4 needs two windows).
+    stream = [eos, 1, 2, eos, 3, 4, eos, 5, eos, 6, 7, 8, eos]
+    assert [b[0].tolist() for b in blocks] == [
+        [[eos, 1, 2, 0, 0]],
+        [stream[1:6]],  # ..., 2, eos, 3, 4 -> 2, eos, 3, 4, eos
+        [[eos, 5, 0, 0, 0]],
+        [stream[7:12]],
+        [[eos, 1, 1, 1, 1], [1, 1, 0, 0, 0]],
+    ]
+    assert blocks[1][1].tolist() == [stream[2:7]]
+    targets = sum(int(np.count_nonzero(b[1])) for b in blocks)
+    assert sequences.count_examples(lines, "sentence", 5, history=0.5) == (sum(len(b[0]) for b in blocks), targets)
+
+
+@pytest.mark.parametrize("history", [0.0, 0.25, 0.5, 1.0])
+def test_sentence_history_share_is_exact(history):
+    picked = sum(sequences._gets_history(i, history) for i in range(1000))
+    assert picked == int(1000 * history)

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--clipnorm", type=float, help="clip each gradient to this norm (default: off)")
     g.add_argument("--lr-decay", type=float, help="multiply the learning rate by this every epoch (default 1)")
     g.add_argument("--lr-decay-start", type=int, help="first epoch (from 0) the decay applies to (default 0)")
+    g.add_argument("--sentence-history", type=float, metavar="SHARE",
+                   help="sentence mode: share of lines read after the lines before them, for context across "
+                        "lines (default 0)")
     g.add_argument("--seed", type=int, help="random seed: same seed, same corpus, same weights (default 0)")
     g.add_argument("--valid-fraction", type=float, help="share of lines held out for validation (default 0.1)")
     g.add_argument("--early-stopping", type=int, metavar="EPOCHS",
@@ -57,6 +60,10 @@ def add_parser(subparsers) -> None:
     m.add_argument("--hidden-size", type=int, help="LSTM units per layer (default 50)")
     m.add_argument("--layers", type=int, dest="num_layers", help="stacked LSTM layers (default 1)")
     m.add_argument("--dropout", type=float, help="dropout rate (default 0)")
+    m.add_argument("--projection-dim", type=int,
+                   help="linear layer from the LSTM down to this size before the softmax (default 0: none)")
+    m.add_argument("--tie-embeddings", action="store_true", default=None,
+                   help="the softmax reuses the embedding matrix (needs --projection-dim = --embedding-dim)")
 
     t = p.add_argument_group("vocabulary")
     t.add_argument("--max-vocab", type=int, help="cap on vocabulary size, padding and special tokens included")
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         train_config = planning.TrainConfig(
             mode=mode,
             **_given(args, "epochs", "batch_size", "learning_rate", "clipnorm", "seed", "valid_fraction",
-                     "early_stopping", "lr_decay", "lr_decay_start"),
+                     "early_stopping", "lr_decay", "lr_decay_start", "sentence_history"),
             corpus=tuple(args.corpus) if args.corpus else None,
             valid=tuple(args.valid) if args.valid else None,
         )
@@ -114,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
             **({"filters": ""} if args.keep_punctuation else {}),
         )
         model_options = planning.ModelOptions(
-            **_given(args, "embedding_dim", "hidden_size", "num_layers", "dropout", "window"))
+            **_given(args, "embedding_dim", "hidden_size", "num_layers", "dropout", "window", "projection_dim",
+                     "tie_embeddings"))
         plan = planning.plan_new(args.out, train_config, tokenizer_config, model_options, overwrite=args.overwrite)
     # Every input is checked; only now pay for importing TensorFlow.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -86,7 +86,7 @@ class TrainingData:
             return DEFAULT_STREAM_WINDOW
         return max(1, min(self.longest_line() - 1, MAX_AUTO_WINDOW))
 
-    def count(self, mode: str, window: int, *, validation: bool) -> SplitCounts:
+    def count(self, mode: str, window: int, *, validation: bool, history: float = 0.0) -> SplitCounts:
         tokenizer = self._require_tokenizer()
         lines = tokens = unknown = 0
 
@@ -99,16 +99,16 @@ class TrainingData:
                 unknown += ids.count(tokenizer.unk_id) if tokenizer.unk_id is not None else 0
                 yield ids
 
-        examples, targets = sequences.count_examples(encode_all(), mode, window)
+        examples, targets = sequences.count_examples(encode_all(), mode, window, history)
         return SplitCounts(lines, tokens, unknown, examples, targets)
 
     def batches(
         self, mode: str, window: int, batch_size: int, *, validation: bool, rng: np.random.Generator | None,
-        shuffle_buffer: int,
+        shuffle_buffer: int, history: float = 0.0,
     ) -> Iterator[sequences.Block]:
         tokenizer = self._require_tokenizer()
         lines = self.valid_lines() if validation else self.train_lines()
-        blocks = sequences.examples(map(tokenizer.encode_line, lines), mode, window, tokenizer.eos_id)
+        blocks = sequences.examples(map(tokenizer.encode_line, lines), mode, window, tokenizer.eos_id, history)
         return sequences.batched(sequences.shuffled(blocks, shuffle_buffer, rng), batch_size)
 
     def _require_tokenizer(self) -> Tokenizer:

@@ -1,4 +1,8 @@
-"""The Keras model: ``Embedding -> LSTM(tanh) x layers -> Dense softmax``.
+"""The Keras model: ``Embedding -> LSTM(tanh) x layers [-> projection] -> Dense softmax``.
+
+With ``tie_embeddings`` the softmax is the embedding matrix read backwards
+(``TiedEmbedding(reverse=True)``, Press & Wolf 2017): one 10k x E matrix instead
+of two, fewer parameters to fit on a small corpus and a smaller file.
 
 Two views of the same weights:
 - the *inference* model, ``tokens (batch, window) -> probs (batch, vocab)`` for
@@ -22,7 +26,9 @@ def build_model(config: ModelConfig, *, sequence_output: bool = False) -> keras.
     # mask_zero: padding is skipped by the LSTM (state carried through
     # unchanged), so pre-padding never changes a prediction and the step-by-step
     # form from the zero state matches the window form exactly.
-    x = layers.Embedding(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+    embedding_class = TiedEmbedding if config.tie_embeddings else layers.Embedding
+    embedding = embedding_class(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")
+    x = embedding(tokens)
     for index in range(config.num_layers):
         if config.dropout:
             x = layers.Dropout(config.dropout, name=f"dropout_{index}")(x)
@@ -35,8 +41,49 @@ def build_model(config: ModelConfig, *, sequence_output: bool = False) -> keras.
         )(x)
     if config.dropout:
         x = layers.Dropout(config.dropout, name="dropout_out")(x)
-    probs = layers.Dense(config.vocab_size, activation="softmax", name="probs")(x)
+    if config.projection_dim:
+        x = layers.Dense(config.projection_dim, name="projection")(x)  # linear, as in LSTMP / CIFG
+    if config.tie_embeddings:
+        probs = layers.Activation("softmax", name="probs")(embedding(x, reverse=True))
+    else:
+        probs = layers.Dense(config.vocab_size, activation="softmax", name="probs")(x)
     return keras.Model(tokens, probs, name="nextword_lstm")
+
+
+@keras.saving.register_keras_serializable(package="nextword")
+class TiedEmbedding(layers.Layer):
+    """An embedding that is also the output layer: ``reverse=True`` maps features to vocabulary logits.
+
+    Looks up ``embeddings[tokens]`` (id 0 masked, as ``Embedding(mask_zero=True)``); in reverse, returns
+    ``features @ embeddings.T + output_bias``. Called twice in the model (tokens in, logits out), so both
+    uses train the same matrix.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, mask_zero: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.input_dim, self.output_dim, self.mask_zero = input_dim, output_dim, mask_zero
+        # Keras' default uniform(-0.05, 0.05), as layers.Embedding.
+        self.embeddings = self.add_weight(shape=(input_dim, output_dim), initializer="uniform", name="embeddings")
+        self.output_bias = self.add_weight(shape=(input_dim,), initializer="zeros", name="output_bias")
+
+    def call(self, inputs, reverse: bool = False):
+        if reverse:
+            return ops.matmul(inputs, ops.transpose(self.embeddings)) + self.output_bias
+        return ops.take(self.embeddings, ops.cast(inputs, "int32"), axis=0)
+
+    def compute_mask(self, inputs, mask=None):
+        if "int" not in str(inputs.dtype):  # the reverse call: features keep the mask they came with
+            return mask
+        return ops.not_equal(inputs, 0) if self.mask_zero else None
+
+    def compute_output_spec(self, inputs, reverse: bool = False):
+        if reverse:
+            return keras.KerasTensor((*inputs.shape[:-1], self.input_dim), dtype=self.compute_dtype)
+        return keras.KerasTensor((*inputs.shape, self.output_dim), dtype=self.compute_dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
+                "mask_zero": self.mask_zero}
 
 
 @keras.saving.register_keras_serializable(package="nextword")

@@ -32,6 +32,8 @@ class TrainConfig:
     #: Learning rate multiplied by ``lr_decay`` every epoch from epoch ``lr_decay_start`` (0-based).
     lr_decay: float = 1.0
     lr_decay_start: int = 0
+    #: Sentence mode: share of the lines read after the lines before them (see sequences.sentence_examples).
+    sentence_history: float = 0.0
     seed: int = 0
     valid_fraction: float = 0.1
     #: Stop after this many epochs without improvement of the validation loss.
@@ -53,6 +55,10 @@ class TrainConfig:
             raise UsageError(f"--learning-rate must be positive, got {self.learning_rate}")
         if not 0 < self.lr_decay <= 1:
             raise UsageError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        if not 0.0 <= self.sentence_history <= 1.0:
+            raise UsageError(f"--sentence-history must be in [0, 1], got {self.sentence_history}")
+        if self.sentence_history and self.mode != "sentence":
+            raise UsageError(f"--sentence-history applies to --mode sentence only, not --mode {self.mode}")
         if self.early_stopping is not None and self.early_stopping < 1:
             raise UsageError(f"--early-stopping must be at least 1 epoch, got {self.early_stopping}")
 
@@ -70,6 +76,8 @@ class ModelOptions:
     num_layers: int = 1
     dropout: float = 0.0
     window: int | None = None
+    projection_dim: int = 0
+    tie_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,8 @@ def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: Token
         hidden_size=model_options.hidden_size,
         num_layers=model_options.num_layers,
         dropout=model_options.dropout,
+        projection_dim=model_options.projection_dim,
+        tie_embeddings=model_options.tie_embeddings,
     )
     return _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer, model_config=model_config,
                     train_config=train_config, overwrite=overwrite)
@@ -148,7 +158,8 @@ def _scan(train_config: TrainConfig) -> tuple[TrainingData, CorpusScan]:
 
 def _counted(cls, **fields) -> RunPlan:
     data, mode, window = fields["data"], fields["train_config"].mode, fields["model_config"].window
-    train_counts = data.count(mode, window, validation=False)
+    # Validation always measures the line context (no history): what the keyboard serves.
+    train_counts = data.count(mode, window, validation=False, history=fields["train_config"].sentence_history)
     if train_counts.examples == 0:
         raise CorpusError(
             f"corpus {data.corpus.name} yields no training examples in {mode} mode "

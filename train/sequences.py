@@ -12,7 +12,10 @@ so one window gives ``window`` targets, ``(window,) -> (window,)``.
 ``<eos>`` as the keyboard reads it (``Tokenizer.context_ids``): ``[<eos>, w1 .. wn] -> [w1 .. wn, <eos>]``,
 a target at every position, post-padded to the window (padding is masked and weighted 0); a line longer
 than the window continues in further windows. Train for the context you serve: this is exactly the
-keyboard's (line) context, first word included.
+keyboard's (line) context, first word included. With ``history`` > 0, that share of the lines is read
+instead after the end of the lines before it, the window filled with them (every position a target): the
+context a reader across lines has (``nextword eval --context stream``), at no extra cost, since those
+positions would otherwise be padding. Which lines get history is fixed (evenly spread), so counts are exact.
 
 Everything is a generator over lines read from disk with a bounded shuffle
 buffer, so memory does not grow with the corpus. ``tensorflow_dataset`` wraps
@@ -58,10 +61,16 @@ def stream_examples(encoded_lines: Iterable[list[int]], window: int, chunk: int 
         yield _cut_windows(buffer, window)
 
 
-def sentence_examples(encoded_lines: Iterable[list[int]], window: int, start_id: int) -> Iterator[Block]:
-    """Per line: ``(k, window)`` post-padded inputs and targets, k = windows the line needs."""
-    for ids in encoded_lines:
+def sentence_examples(encoded_lines: Iterable[list[int]], window: int, start_id: int, history: float = 0.0
+                       ) -> Iterator[Block]:
+    """Per line: ``(k, window)`` inputs and targets, k = windows the line needs (see the module docstring)."""
+    recent: list[int] = [start_id]  # the stream so far, at most window + 1 tokens: what a history window reads
+    for index, ids in enumerate(encoded_lines):
         if not ids:
+            continue
+        recent = (recent + ids)[-(window + 1):]
+        if _gets_history(index, history) and len(ids) < window and len(recent) == window + 1:
+            yield np.asarray([recent[:-1]], np.int32), np.asarray([recent[1:]], np.int32)
             continue
         sequence = [start_id, *ids]
         inputs, targets = sequence[:-1], sequence[1:]
@@ -75,6 +84,11 @@ def sentence_examples(encoded_lines: Iterable[list[int]], window: int, start_id:
         yield block_inputs, block_targets
 
 
+def _gets_history(index: int, history: float) -> bool:
+    """True for a ``history`` share of line indices, evenly spread: (i + 1) * h crosses an integer."""
+    return int((index + 1) * history) > int(index * history)
+
+
 def _cut_windows(tokens: list[int], window: int) -> Block:
     count = (len(tokens) - 1) // window
     stream = np.asarray(tokens[: count * window + 1], np.int32)
@@ -83,21 +97,31 @@ def _cut_windows(tokens: list[int], window: int) -> Block:
     return inputs, targets
 
 
-def count_examples(encoded_lines: Iterable[list[int]], mode: str, window: int) -> tuple[int, int]:
+def count_examples(encoded_lines: Iterable[list[int]], mode: str, window: int, history: float = 0.0
+                   ) -> tuple[int, int]:
     """(examples, targets) the mode yields for these lines, without building them."""
     if mode == "prefix":
         examples = sum(max(len(ids) - 1, 0) for ids in encoded_lines)
         return examples, examples
     if mode == "sentence":
-        lengths = [len(ids) for ids in encoded_lines if ids]
-        return sum(-(-n // window) for n in lengths), sum(lengths)
+        examples = targets = 0
+        seen = 1  # stream tokens so far, the leading <eos> included
+        for index, ids in enumerate(encoded_lines):
+            if not ids:
+                continue
+            seen += len(ids)
+            if _gets_history(index, history) and len(ids) < window and seen >= window + 1:
+                examples, targets = examples + 1, targets + window
+            else:
+                examples, targets = examples + -(-len(ids) // window), targets + len(ids)
+        return examples, targets
     tokens = sum(len(ids) for ids in encoded_lines)
     examples = max(tokens - 1, 0) // window
     return examples, examples * window
 
 
-def examples(encoded_lines: Iterable[list[int]], mode: str, window: int, start_id: int | None = None
-             ) -> Iterator[Block]:
+def examples(encoded_lines: Iterable[list[int]], mode: str, window: int, start_id: int | None = None,
+             history: float = 0.0) -> Iterator[Block]:
     if mode == "prefix":
         return prefix_examples(encoded_lines, window)
     if mode == "stream":
@@ -105,7 +129,7 @@ def examples(encoded_lines: Iterable[list[int]], mode: str, window: int, start_i
     if mode == "sentence":
         if start_id is None:
             raise ValueError("sentence mode needs the <eos> id to start each line with")
-        return sentence_examples(encoded_lines, window, start_id)
+        return sentence_examples(encoded_lines, window, start_id, history)
     raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
 
 

@@ -129,7 +129,7 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     def train_batches():
         rng = np.random.default_rng([train_config.seed, epoch_holder[0]])
         return data.batches(mode, window, batch_size, validation=False, rng=rng,
-                            shuffle_buffer=train_config.shuffle_buffer)
+                            shuffle_buffer=train_config.shuffle_buffer, history=train_config.sentence_history)
 
     train_ds = sequences.tensorflow_dataset(train_batches, mode=mode, window=window,
                                             batches=-(-train_counts.examples // batch_size))

@@ -59,7 +59,8 @@ def wide_corpus(words: int = 3000, lines: int = 2500, seed: int = 0) -> str:
 MODELS = {
     "tiny": dict(corpus=tiny_corpus, mode="prefix", epochs=30, eos=False, options=ModelOptions(8, 16, 1)),
     "wide": dict(corpus=wide_corpus, mode="stream", epochs=2, eos=True, options=ModelOptions(16, 32, 1, window=12)),
-    "deep": dict(corpus=tiny_corpus, mode="stream", epochs=6, eos=True, options=ModelOptions(8, 16, 2, window=8)),
+    "deep": dict(corpus=tiny_corpus, mode="stream", epochs=6, eos=True,
+                 options=ModelOptions(8, 16, 2, window=8, projection_dim=8, tie_embeddings=True)),
 }
 
 
