@@ -54,7 +54,7 @@ def test_seed_tutorial_predicts_your(seed_corpus, tmp_path):
     assert "'hello how is' -> your" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == {"vocab_size": 12, "window": 4, "embedding_dim": 10, "hidden_size": 50,
-                               "num_layers": 1, "dropout": 0.0}
+                               "num_layers": 1, "dropout": 0.0, "projection_dim": 0, "tie_embeddings": False}
     assert config["training"]["epochs"] == 200 and config["training"]["mode"] == "prefix"
     model = keras.models.load_model(out / "model.keras", safe_mode=True)
     tokenizer = Tokenizer.load(out)
@@ -94,9 +94,10 @@ def test_stream_mode_trains_every_position(tiny_corpus, tmp_path):
     assert [layer.name for layer in result.model.layers if "lstm" in layer.name] == ["lstm_0", "lstm_1"]
 
 
-def test_padding_never_changes_a_prediction(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("model", [{}, {"projection_dim": 8, "tie_embeddings": True}], ids=["plain", "tied"])
+def test_padding_never_changes_a_prediction(tiny_corpus, tmp_path, model):
     """Masked padding: a short context gives the same output at any amount of pre-padding."""
-    result = train_tiny(tiny_corpus, tmp_path / "run", epochs=1, window=8)
+    result = train_tiny(tiny_corpus, tmp_path / "run", epochs=1, window=8, **model)
     ids = result.tokenizer.encode("we want some tea")
     short = np.array([[0] * 4 + ids], np.int32)
     probs = result.model.predict_on_batch(short)
@@ -114,10 +115,13 @@ def test_same_seed_same_weights(tiny_corpus, tmp_path):
     assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.model.get_weights(), c.model.get_weights()))
 
 
-@pytest.mark.parametrize("mode", ["prefix", "stream"])
-def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny_corpus, tmp_path, mode):
-    straight = train_tiny(tiny_corpus, tmp_path / "straight", epochs=4, mode=mode)
-    train_tiny(tiny_corpus, tmp_path / "resumed", epochs=2, mode=mode)
+@pytest.mark.parametrize("mode, model", [("prefix", {}), ("stream", {}),
+                                         ("stream", {"projection_dim": 8, "tie_embeddings": True})],
+                         ids=["prefix", "stream", "stream-tied"])
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny_corpus, tmp_path, mode, model):
+    """Tied embeddings included: the checkpoint holds the shared matrix and its output bias once."""
+    straight = train_tiny(tiny_corpus, tmp_path / "straight", epochs=4, mode=mode, **model)
+    train_tiny(tiny_corpus, tmp_path / "resumed", epochs=2, mode=mode, **model)
     debris = tmp_path / "resumed" / "checkpoints" / ".epoch-0003.k1ll3d.tmp.keras"  # a write cut short by a kill
     debris.write_bytes(b"PK\x03\x04 half an archive")
     resumed = resume(tmp_path / "resumed", epochs=4)
@@ -220,6 +224,9 @@ def test_ptb_preset_settings_apply_under_explicit_flags(tmp_path, capsys):
     assert code == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model"]["window"] == PRESETS["ptb"]["window"] and config["model"]["hidden_size"] == 8
+    # The tied projection follows the embedding size given on the command line.
+    assert config["model"]["tie_embeddings"] and config["model"]["projection_dim"] == 4
+    assert config["training"]["sentence_history"] == PRESETS["ptb"]["sentence_history"]
     assert config["training"]["mode"] == "sentence" and config["training"]["epochs"] == 1
     tokenizer = Tokenizer.load(tmp_path / "run")
     assert tokenizer.id_of("mr.") and tokenizer.id_of("'s") and tokenizer.eos_id  # punctuation kept

@@ -91,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
     if args.preset and not args.resume:
         from nextword.train.presets import preset
 
-        for key, value in preset(args.preset).items():
+        settings = dict(preset(args.preset))
+        if settings.get("tie_embeddings") and args.embedding_dim is not None and args.projection_dim is None:
+            # A tied preset's projection is its embedding size: follow the size the user chose.
+            settings["projection_dim"] = args.embedding_dim
+        for key, value in settings.items():
             if getattr(args, key, None) is None:
                 setattr(args, key, value)
     if args.resume:
