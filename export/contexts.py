@@ -34,7 +34,8 @@ def edge_cases(tokenizer: Tokenizer, config: ModelConfig, rng: np.random.Generat
 
 def text_contexts(sources, tokenizer: Tokenizer, config: ModelConfig,
                   rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
-    """Random prefixes of real lines, up to MAX_CONTEXTS, and how many came from each source.
+    """Random prefixes of real lines (after ``<eos>`` if the vocabulary has it, as the runtime reads
+    them), up to MAX_CONTEXTS, and how many came from each source.
 
     ``sources`` are line iterables in order of preference (held-out lines, then
     training lines): a source is only read while fewer than MIN_CONTEXTS were
@@ -42,6 +43,8 @@ def text_contexts(sources, tokenizer: Tokenizer, config: ModelConfig,
     """
     chosen: list[list[int]] = []
     counts = []
+    # As the runtime reads a line (Tokenizer.context_ids): after <eos> when the vocabulary has one.
+    start = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
     for lines in sources:
         if len(chosen) >= MIN_CONTEXTS:
             counts.append(0)
@@ -49,7 +52,7 @@ def text_contexts(sources, tokenizer: Tokenizer, config: ModelConfig,
         prefixes = []
         for line in lines:
             ids = tokenizer.encode_line(line)
-            prefixes.extend(ids[:end] for end in range(1, len(ids)))
+            prefixes.extend(start + ids[:end] for end in range(1, len(ids)))
             if len(prefixes) >= 50 * MAX_CONTEXTS:
                 break
         take = [prefixes[i] for i in rng.permutation(len(prefixes))[: MAX_CONTEXTS - len(chosen)]]

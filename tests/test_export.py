@@ -266,3 +266,22 @@ def test_inspect_reports_a_damaged_file_in_one_line(exported, tmp_path, capsys):
     assert cli.main(["inspect", str(copy)]) == 1
     err = capsys.readouterr().err.strip()
     assert "do not match their sha256" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("eos", [None, "<eos>"])
+def test_validation_contexts_read_lines_as_the_runtime_does(eos):
+    from nextword.config import ModelConfig
+    from nextword.export.contexts import text_contexts
+
+    lines = ["we want some tea", "the tea is hot today", "some people want coffee"] * 5
+    tokenizer = Tokenizer.fit(lines, TokenizerConfig(eos_token=eos))
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, window=8)
+    contexts, counts = text_contexts([lines], tokenizer, config, np.random.default_rng(0))
+    assert counts[0] > 0
+    firsts = {int(row[row != 0][0]) for row in contexts[: counts[0]]}
+    # With <eos>, every line prefix starts after it (Tokenizer.context_ids); without, with a word.
+    assert firsts == {tokenizer.eos_id} if eos else tokenizer.eos_id not in firsts
+    for row in contexts[: counts[0]]:
+        ids = [int(i) for i in row[row != 0]]
+        text = " ".join(tokenizer.vocab[i] for i in ids if i != tokenizer.eos_id)
+        assert ids == tokenizer.context_ids(text)
