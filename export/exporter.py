@@ -66,6 +66,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
                           f"finish it with `nextword train --out {run.path} --resume`")
     tokenizer = Tokenizer.load(run.path)
     config = ModelConfig.from_dict(saved["model"])
+    import nextword.train.model  # noqa: F401  (registers TiedEmbedding, which a tied model.keras names)
+
     try:
         model = keras.models.load_model(run.model, safe_mode=True, compile=False)
     except Exception as err:  # a damaged or foreign archive raises many types

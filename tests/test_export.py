@@ -22,6 +22,8 @@ from nextword.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from nextword.export import exporter, validate  # noqa: E402
 from nextword.export.tflite_format import builtin_ops  # noqa: E402
 
+from conftest import run_cli  # noqa: E402
+
 GOLDEN = Path(__file__).parent / "golden"
 ALL_FILES = {"model.tflite", "model.float16.tflite", "model.int8.tflite", "model.onnx", "model.step.onnx",
              "model.int8.onnx", "model.step.int8.onnx", "export_report.json"}
@@ -285,3 +287,13 @@ def test_validation_contexts_read_lines_as_the_runtime_does(eos):
         ids = [int(i) for i in row[row != 0]]
         text = " ".join(tokenizer.vocab[i] for i in ids if i != tokenizer.eos_id)
         assert ids == tokenizer.context_ids(text)
+
+
+def test_a_tied_run_loads_in_a_process_that_never_trained(exported, tmp_path):
+    """model.keras names nextword's TiedEmbedding layer: loading it must not depend on the trainer's imports."""
+    run, _, _ = exported
+    text = tmp_path / "text.txt"
+    text.write_text("we want some tea\nthe tea is hot\n")
+    result = run_cli("eval", str(run), "--text", str(text), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tokens"] > 0
