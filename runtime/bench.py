@@ -135,7 +135,8 @@ def bench_keras(run_dir: Path, repeats: int) -> dict:
             "size_bytes": (run_dir / "model.keras").stat().st_size, "model_call": percentiles(call),
             "model_predict": percentiles(predict),
             "training": {"mode": report.get("training", {}).get("mode"),
-                         "targets_per_second": report.get("targets_per_second")}}
+                         "targets_per_second": report.get("targets_per_second"),
+                         "steady_targets_per_second": report.get("steady_targets_per_second")}}
 
 
 def run_bench(paths: list[Path], *, threads: int = 1, repeats: int = 300, log=print) -> dict:

@@ -42,8 +42,10 @@ def markdown(result: dict) -> str:
                      f"{k['model_predict']['p95_ms']:.2f} / {k['model_predict']['p99_ms']:.2f} | | | | | | | |")
         training = k.get("training") or {}
         if training.get("targets_per_second"):
+            steady = training.get("steady_targets_per_second")
+            after_first = f", {steady:,.0f} after the first epoch" if steady else ""
             lines.append(f"\nTraining throughput of {k['file']}: {training['targets_per_second']:,.0f} targets/s "
-                         f"({training['mode']} mode, from train_report.json).")
+                         f"over the whole fit{after_first} ({training['mode']} mode, from train_report.json).")
     return "\n".join(lines) + "\n"
 
 

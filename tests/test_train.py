@@ -74,6 +74,9 @@ def test_prefix_run_writes_every_artifact(tiny_corpus, tmp_path):
     assert report["vocab_size"] == result.tokenizer.vocab_size
     assert report["parameters"] == result.model.count_params()
     assert report["targets_per_second"] > 0 and report["wall_seconds"] >= report["fit_seconds"] > 0
+    later = sorted(report["history"]["epoch_seconds"][1:])
+    assert report["steady_targets_per_second"] == pytest.approx(
+        report["training"]["train_targets"] / ((later[0] + later[1]) / 2), rel=1e-3)  # median of two
     for key in ("loss", "accuracy", "perplexity", "val_loss", "val_accuracy", "val_perplexity"):
         assert len(report["history"][key]) == 3
     assert report["final"]["perplexity"] == pytest.approx(np.exp(report["final"]["loss"]), rel=1e-3)

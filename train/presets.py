@@ -27,10 +27,10 @@ PRESETS: dict[str, dict] = {
         "dropout": 0.3,
         "batch_size": 64,
         "learning_rate": 2e-3,
-        "lr_decay": 0.6,
+        "lr_decay": 0.7,
         "lr_decay_start": 3,
         "clipnorm": 5.0,
-        "epochs": 8,
+        "epochs": 9,
     },
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def build_report(*, run, data, tokenizer: Tokenizer, model_config: ModelConfig, 
         best = {"epoch": best_epoch + 1, "val_loss": history["val_loss"][best_epoch],
                 "val_perplexity": math.exp(history["val_loss"][best_epoch])}
     targets_seen = train_counts.targets * epochs_this_session
+    # The first epoch pays for tracing the graph; on a small corpus that dominates the mean.
+    later_epochs = history.get("epoch_seconds", [])[1:]
+    steady = round(train_counts.targets / statistics.median(later_epochs), 1) if later_epochs else None
     return {
         "nextword_version": __version__,
         "run_dir": str(run.path),
@@ -74,6 +78,8 @@ def build_report(*, run, data, tokenizer: Tokenizer, model_config: ModelConfig, 
         "fit_seconds": round(fit_seconds, 3),
         # Targets are predicted tokens: the honest unit for comparing modes.
         "targets_per_second": round(targets_seen / fit_seconds, 1) if fit_seconds > 0 else None,
+        # Median over the epochs after the first (validation included); None for a 1-epoch run.
+        "steady_targets_per_second": steady,
         "history": history,
     }
 
