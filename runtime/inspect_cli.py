@@ -72,7 +72,7 @@ def run(args) -> int:
         f"  vocabulary   {info['vocab_size']} tokens, sha256 verified; first: {', '.join(info['first_words'])}",
         f"  special ids  " + ", ".join(f"{k} {v}" for k, v in info["special_ids"].items() if v is not None),
         f"  model        window {m['window']}, {m['num_layers']}x LSTM({m['hidden_size']}), "
-        f"embedding {m['embedding_dim']}, vocab {m['vocab_size']}",
+        f"embedding {m['embedding_dim']}, vocab {m['vocab_size']}" + _output_layer(m),
     ]
     for name, form in info["forms"].items():
         inputs = ", ".join(f"{k} {_shape(v)}" for k, v in form["inputs"].items())
@@ -90,3 +90,13 @@ def run(args) -> int:
     lines.append(f"  written by   nextword {info['nextword_version']}, metadata format {info['metadata_format_version']}")
     print("\n".join(lines))
     return 0
+
+
+def _output_layer(model: dict) -> str:
+    """The softmax's shape when it is not the plain Dense from the top LSTM (files from older versions: plain)."""
+    parts = []
+    if model.get("projection_dim"):
+        parts.append(f"projection {model['projection_dim']}")
+    if model.get("tie_embeddings"):
+        parts.append("tied embeddings")
+    return "".join(f", {part}" for part in parts)

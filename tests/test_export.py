@@ -297,3 +297,11 @@ def test_a_tied_run_loads_in_a_process_that_never_trained(exported, tmp_path):
     result = run_cli("eval", str(run), "--text", str(text), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["tokens"] > 0
+
+
+def test_inspect_names_the_output_layer(exported, capsys):
+    _, models, _ = exported
+    assert cli.main(["inspect", str(models / "model.tflite")]) == 0
+    model_line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("model "))
+    assert "2x LSTM(16), embedding 8," in model_line
+    assert model_line.endswith(", projection 8, tied embeddings")
