@@ -70,6 +70,10 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path, seed_corpus):
     (["--max-vocab", "1"], "max_vocab=1"),
     (["--hidden-size", "0"], "hidden_size=0"),
     (["--resume", "--hidden-size", "8"], "only --epochs may change"),
+    (["--tie-embeddings"], "set --projection-dim 10"),
+    (["--projection-dim", "-1"], "projection_dim=-1"),
+    (["--sentence-history", "0.5"], "applies to --mode sentence only"),
+    (["--mode", "sentence", "--sentence-history", "2"], "--sentence-history must be in [0, 1]"),
 ])
 def test_impossible_options_are_one_line(tmp_path, seed_corpus, capsys, args, message):
     code = cli.main(["train", "--corpus", str(seed_corpus), "--out", str(tmp_path / "run"), *args])
