@@ -14,7 +14,8 @@ cell out by hand from ``model.get_weights()``, weights as constants:
 
 Keras' gate order is i, f, c (g), o; the recurrent activation is the sigmoid. An optional linear
 projection sits before the softmax; with tied embeddings the softmax multiplies by the embedding matrix
-itself (``transpose_b``), so the file holds that matrix once, for the lookup and for the output.
+itself (``transpose_b``), so a float32 or float16 file holds that matrix once, for the lookup and for the
+output (int8's dynamic-range quantizer makes a second, per-channel copy for the output layer).
 """
 
 from __future__ import annotations

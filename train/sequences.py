@@ -65,11 +65,13 @@ def sentence_examples(encoded_lines: Iterable[list[int]], window: int, start_id:
                        ) -> Iterator[Block]:
     """Per line: ``(k, window)`` inputs and targets, k = windows the line needs (see the module docstring)."""
     recent: list[int] = [start_id]  # the stream so far, at most window + 1 tokens: what a history window reads
+    seen = 1
     for index, ids in enumerate(encoded_lines):
         if not ids:
             continue
         recent = (recent + ids)[-(window + 1):]
-        if _gets_history(index, history) and len(ids) < window and len(recent) == window + 1:
+        seen += len(ids)
+        if _reads_history(index, len(ids), seen, window, history):
             yield np.asarray([recent[:-1]], np.int32), np.asarray([recent[1:]], np.int32)
             continue
         sequence = [start_id, *ids]
@@ -87,6 +89,12 @@ def sentence_examples(encoded_lines: Iterable[list[int]], window: int, start_id:
 def _gets_history(index: int, history: float) -> bool:
     """True for a ``history`` share of line indices, evenly spread: (i + 1) * h crosses an integer."""
     return int((index + 1) * history) > int(index * history)
+
+
+def _reads_history(index: int, length: int, seen: int, window: int, history: float) -> bool:
+    """Whether line ``index`` (``length`` ids, ``seen`` stream tokens up to its end) gets a history window:
+    it is one of the share, fits one window, and the stream before it can fill the window."""
+    return _gets_history(index, history) and length < window and seen >= window + 1
 
 
 def _cut_windows(tokens: list[int], window: int) -> Block:
@@ -110,7 +118,7 @@ def count_examples(encoded_lines: Iterable[list[int]], mode: str, window: int, h
             if not ids:
                 continue
             seen += len(ids)
-            if _gets_history(index, history) and len(ids) < window and seen >= window + 1:
+            if _reads_history(index, len(ids), seen, window, history):
                 examples, targets = examples + 1, targets + window
             else:
                 examples, targets = examples + -(-len(ids) // window), targets + len(ids)
