@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-import os
-
+from nextword.contract import ALL_PRECISIONS, FORMATS, parse_selection
 from nextword.deps import require
 
 
@@ -19,27 +18,29 @@ def add_parser(subparsers) -> None:
                     "validate each against the Keras model, and write export_report.json.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished `nextword train` run directory")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the model files")
-    p.add_argument("--formats", default="tflite,onnx", help="comma-separated: tflite, onnx (default both)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the model files: new, empty, or holding an export of the same model")
+    p.add_argument("--formats", default=",".join(FORMATS),
+                   help=f"comma-separated: {', '.join(FORMATS)} (default: all)")
     p.add_argument("--precisions", default=None,
-                   help="comma-separated: float32, float16, int8 (default: every precision each format supports)")
+                   help=f"comma-separated: {', '.join(ALL_PRECISIONS)} (default: every precision each format supports)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="write files that miss their validation tolerance anyway (and say so)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace another model's export in --out (only the files that export wrote are deleted)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     require("tensorflow", extra="train", command="export")
     require("tf2onnx", extra="train", command="export")
-    from nextword.export.exporter import parse_selection
-
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()] if args.precisions else None
     parse_selection(formats, precisions)  # bad names fail before TensorFlow is imported
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from nextword.export.exporter import export_run
 
-    report = export_run(args.run_dir, args.out, formats=formats, precisions=precisions,
-                        allow_mismatch=args.allow_mismatch)
-    print(f"wrote {len([f for f in report['files'] if f['written']])} model(s) and export_report.json to {args.out}")
+    result = export_run(args.run_dir, args.out, formats=formats, precisions=precisions,
+                        allow_mismatch=args.allow_mismatch, overwrite=args.overwrite)
+    written = [f for f in result.report["files"] if f["written"]]
+    print(f"{args.out} holds {len(written)} model(s) and export_report.json")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from nextword.config import ModelConfig
 from nextword.context import window_ids
 from nextword.tokenizer import Tokenizer
@@ -64,3 +66,32 @@ def text_contexts(sources, tokenizer: Tokenizer, config: ModelConfig,
         chosen.append(list(rng.integers(1, tokenizer.word_count + 1, length)))
         random_count += 1
     return np.stack([window_ids(ids, config.window) for ids in chosen]), counts + [random_count]
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """The contexts an export is checked on, the Keras model's probabilities for them, and where they came from."""
+
+    contexts: np.ndarray  # (n, window) int32, pre-padded
+    reference: np.ndarray  # (n, vocab) float32, the Keras model's output
+    origin: dict  # source name -> count
+    edge_cases: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (f"validating on {len(self.contexts)} contexts: "
+                + ", ".join(f"{n} from {k}" for k, n in self.origin.items())
+                + f", {len(self.edge_cases)} edge cases")
+
+
+def validation_set(loaded, seed: int = 0) -> ValidationSet:
+    """Held-out lines of the run's corpus (then training lines, then random words) plus the edge cases."""
+    rng = np.random.default_rng(seed)
+    sources = loaded.text_sources()
+    text, counts = text_contexts(sources, loaded.tokenizer, loaded.config, rng)
+    edges = edge_cases(loaded.tokenizer, loaded.config, rng)
+    contexts = np.concatenate([text, np.stack(list(edges.values()))])  # (n, window)
+    reference = np.asarray(loaded.model(contexts, training=False))  # (n, vocab)
+    names = (["held-out lines"] if len(sources) == 2 else []) + (["training lines"] if sources else []) + \
+        ["random word sequences"]
+    origin = {name: count for name, count in zip(names, counts) if count}
+    return ValidationSet(contexts, reference, origin, tuple(edges))

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from nextword.config import ModelConfig
+from nextword.contract import C, H, PROBS, TOKEN, TOKENS, C_OUT, H_OUT
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,12 @@ class LstmWeights:
         projection_kernel = projection_bias = None
         if config.projection_dim:
             projection_kernel, projection_bias = model.get_layer("projection").get_weights()
-        if config.tie_embeddings:
-            dense_kernel, dense_bias = None, embedding_weights[1]  # TiedEmbedding: embeddings, output_bias
+        if config.tie_embeddings and len(embedding_weights) == 2:  # a TiedEmbedding (runs of nextword <= 0.1)
+            dense_kernel, dense_bias = None, embedding_weights[1]
         else:
-            dense_kernel, dense_bias = model.get_layer("probs").get_weights()
+            dense_kernel, dense_bias = model.get_layer(PROBS).get_weights()
+            if config.tie_embeddings:  # the Dense holds the embedding transposed: the graphs use the matrix once
+                dense_kernel = None
         return cls(embedding, tuple(kernels), tuple(biases), dense_kernel, dense_bias, projection_kernel,
                    projection_bias)
 
@@ -70,14 +73,14 @@ class InferenceGraphs(tf.Module):
         self._weights = weights
         hidden, layers = config.hidden_size, config.num_layers
         self.window = tf.function(
-            self._window, input_signature=[tf.TensorSpec([None, config.window], tf.int32, name="tokens")]
+            self._window, input_signature=[tf.TensorSpec([None, config.window], tf.int32, name=TOKENS)]
         )
         self.step = tf.function(
             self._step,
             input_signature=[
-                tf.TensorSpec([None], tf.int32, name="token"),
-                tf.TensorSpec([layers, None, hidden], tf.float32, name="h"),
-                tf.TensorSpec([layers, None, hidden], tf.float32, name="c"),
+                tf.TensorSpec([None], tf.int32, name=TOKEN),
+                tf.TensorSpec([layers, None, hidden], tf.float32, name=H),
+                tf.TensorSpec([layers, None, hidden], tf.float32, name=C),
             ],
         )
 
@@ -127,7 +130,7 @@ class InferenceGraphs(tf.Module):
             for layer in range(self.config.num_layers):
                 h[layer], c[layer] = self._cell(weights, layer, x, h[layer], c[layer], keep_t)
                 x = h[layer]
-        return {"probs": self._probs(weights, h[-1])}
+        return {PROBS: self._probs(weights, h[-1])}
 
     def _step(self, token, h, c):
         weights = self._constants()
@@ -141,4 +144,4 @@ class InferenceGraphs(tf.Module):
             c_out.append(c_new)
             x = h_new
         # Outputs are named h_out / c_out: an output named like an input breaks tf2onnx.
-        return {"probs": self._probs(weights, h_out[-1]), "h_out": tf.stack(h_out), "c_out": tf.stack(c_out)}
+        return {PROBS: self._probs(weights, h_out[-1]), H_OUT: tf.stack(h_out), C_OUT: tf.stack(c_out)}

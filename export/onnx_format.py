@@ -12,8 +12,9 @@ from pathlib import Path
 
 import onnx
 
-from nextword.modelfile import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, PRECISIONS as
-                                _PRECISIONS, onnx_digest, onnx_metadata_props)
+from nextword.contract import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, PRECISIONS as
+                               _PRECISIONS, WINDOW)
+from nextword.modelfile import onnx_digest, onnx_metadata_props
 
 PRECISIONS = _PRECISIONS["onnx"]
 OPSET = 17
@@ -22,7 +23,7 @@ OPSET = 17
 def convert(graphs, form: str) -> onnx.ModelProto:
     import tf2onnx
 
-    function = graphs.window if form == "window" else graphs.step
+    function = graphs.window if form == WINDOW else graphs.step
     proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=OPSET)
     proto.graph.name = f"nextword_{form}"
     return proto

@@ -17,7 +17,7 @@ import flatbuffers
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
-from nextword.modelfile import CONFIG_NAME, PRECISIONS as _PRECISIONS, VOCAB_NAME
+from nextword.contract import CONFIG_NAME, PRECISIONS as _PRECISIONS, STEP, VOCAB_NAME, WINDOW
 
 PRECISIONS = _PRECISIONS["tflite"]
 METADATA_NAME = "TFLITE_METADATA"
@@ -27,7 +27,7 @@ _DESCRIPTIONS_TYPE = 1
 
 def convert(saved_model_dir: Path, precision: str) -> bytes:
     """Both signatures (``window``, ``step``) into one flatbuffer, builtin ops only."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["window", "step"])
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[WINDOW, STEP])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # never Flex / SELECT_TF_OPS
     if precision == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -61,3 +61,32 @@ def failures(measures: dict, tolerance: Tolerance) -> list[str]:
 
 def tolerance_dict(precision: str) -> dict:
     return {k: v for k, v in asdict(TOLERANCES[precision]).items() if v is not None}
+
+
+def measure(engine, contexts: np.ndarray, reference: np.ndarray, config) -> dict:
+    """Both forms against the reference: the window form on the contexts, the step form fed them column by
+    column from the zero state; plus whether two identical calls agree."""
+    results = {"window": compare(reference, engine.window(contexts))}
+    if engine.has_step:
+        h = np.zeros((config.num_layers, len(contexts), config.hidden_size), np.float32)
+        c = np.zeros_like(h)
+        probs = None
+        for column in contexts.T:  # padding columns are no-ops: the masked design under test
+            probs, h, c = engine.step(column, h, c)
+        results["step"] = compare(reference, probs)
+    # Same input, same output: no state may leak from one invocation to the next.
+    if not np.array_equal(engine.window(contexts[:8]), engine.window(contexts[:8])):
+        results["repeatable"] = False
+    return results
+
+
+def problems(file_name: str, results: dict, tolerance: Tolerance, expected_io: dict, engine_io: dict) -> list[str]:
+    """Every way a file misses its contract or its tolerance, one phrase each."""
+    found = [f"{file_name}: {form} form has inputs/outputs {engine_io.get(form)}, expected {io}"
+             for form, io in expected_io.items() if engine_io.get(form) != io]
+    for form in ("window", "step"):
+        if form in results:
+            found += [f"{file_name}: {form} form {miss}" for miss in failures(results[form], tolerance)]
+    if results.get("repeatable") is False:
+        found.append(f"{file_name}: two identical calls gave different outputs")
+    return found

@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from nextword.context import window_ids
-from nextword.engines import UNSUPPORTED, installed_engines
-from nextword.errors import NextwordError
+from nextword.contract import STEP, UNSUPPORTED, model_file_names
+from nextword.engines import installed_engines
+from nextword.errors import NextwordError, UsageError
 from nextword.modelfile import read_model_file
 from nextword.predictor import Predictor
 
@@ -113,14 +114,31 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
 
 
 def _companion_size(model) -> int:
-    companion = model.metadata.get("companion")
-    path = model.path.parent / companion["file"] if companion else None
-    return path.stat().st_size if path and path.exists() else 0
+    companion = model.metadata.companion
+    path = model.path.parent / companion.file if companion else None
+    return path.stat().st_size if path and path.is_file() else 0
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Model files and run directories to measure: an export folder stands for the model files in it."""
+    out = []
+    for path in paths:
+        if path.is_dir() and not (path / "config.json").is_file():
+            files = sorted(p for p in path.iterdir() if p.name in model_file_names() and ".step." not in p.name)
+            if not files:
+                raise UsageError(f"{path} holds neither a training run (config.json) nor model files from "
+                                 "`nextword export`; give .tflite/.onnx files or a run directory")
+            out.extend(files)
+        else:
+            out.append(path)
+    return out
 
 
 def bench_keras(run_dir: Path, repeats: int) -> dict:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from nextword.export.exporter import load_run
+    from nextword.deps import require
+
+    require("tensorflow", extra="train", command="bench RUN_DIR")
+    from nextword.train.loading import load_run
 
     loaded = load_run(run_dir)
     tokens = window_ids(loaded.tokenizer.context_ids("the company said it"), loaded.config.window)[None]
@@ -141,7 +159,7 @@ def bench_keras(run_dir: Path, repeats: int) -> dict:
 
 def run_bench(paths: list[Path], *, threads: int = 1, repeats: int = 300, log=print) -> dict:
     rows, keras_rows = [], []
-    for path in paths:
+    for path in expand(paths):
         if path.is_dir():
             keras_rows.append(bench_keras(path, repeats))
             log(f"keras {path}: model(x) p50 {keras_rows[-1]['model_call']['p50_ms']:.2f} ms")

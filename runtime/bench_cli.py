@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+from nextword.errors import UsageError
 from nextword.fileio import atomic_path, atomic_write_text
 
 
@@ -12,7 +14,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="latency, throughput, cold start and memory of model files",
                               description="Benchmark model files on every installed engine (and a run "
                                           "directory's Keras model as the reference row).")
-    p.add_argument("paths", nargs="+", metavar="MODEL_OR_DIR", help=".tflite/.onnx files and/or run directories")
+    p.add_argument("paths", nargs="+", metavar="MODEL_OR_DIR",
+                   help=".tflite/.onnx files, export folders (every model file in them) and/or run directories")
     p.add_argument("--out", metavar="DIR", help="write bench.json, bench.md and bench.png here")
     p.add_argument("--threads", type=int, default=1, help="engine threads (default 1)")
     p.add_argument("--repeats", type=int, default=300, help="timed calls per measure (default 300)")
@@ -94,9 +97,23 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def check_out(out: Path) -> None:
+    """Refuse an --out that cannot take the reports before minutes of measuring, not after."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory; give a directory for bench.json, bench.md "
+                         "and bench.png")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=out, prefix=".nextword-probe-").close()
+    except OSError as err:
+        raise UsageError(f"cannot write to --out {out}: {err.strerror or err}; choose a writable directory") from None
+
+
 def run(args) -> int:
     from nextword.bench import run_bench
 
+    if args.out:
+        check_out(Path(args.out))
     result = run_bench([Path(p) for p in args.paths], threads=args.threads, repeats=args.repeats)
     if args.out:
         out = Path(args.out)

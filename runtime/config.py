@@ -15,6 +15,18 @@ from nextword.errors import UsageError
 CONFIG_FORMAT_VERSION = 1
 
 
+#: Bounds of the integer settings: far above any model a device runs, low enough that a typo
+#: (or a damaged file) cannot ask for terabytes.
+INT_RANGES = {
+    "vocab_size": (2, 10_000_000),
+    "window": (1, 4096),
+    "embedding_dim": (1, 65_536),
+    "hidden_size": (1, 65_536),
+    "num_layers": (1, 64),
+    "projection_dim": (0, 65_536),
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """``Embedding -> LSTM(tanh) x num_layers [-> projection] -> Dense softmax``; defaults are the seed tutorial's.
@@ -44,18 +56,17 @@ class ModelConfig:
         return self.projection_dim or self.hidden_size
 
     def __post_init__(self) -> None:
-        checks = {
-            "vocab_size": self.vocab_size >= 2,
-            "window": self.window >= 1,
-            "embedding_dim": self.embedding_dim >= 1,
-            "hidden_size": self.hidden_size >= 1,
-            "num_layers": self.num_layers >= 1,
-            "dropout": 0.0 <= self.dropout < 1.0,
-            "projection_dim": self.projection_dim >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise UsageError(f"model setting {name}={getattr(self, name)!r} is out of range")
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise UsageError(f"model setting {name}={value!r} must be an integer")
+            if not low <= value <= high:
+                raise UsageError(f"model setting {name}={value!r} is out of range ({low} to {high:,})")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0.0 <= self.dropout < 1.0:
+            raise UsageError(f"model setting dropout={self.dropout!r} is out of range (0 to < 1)")
+        if not isinstance(self.tie_embeddings, bool):
+            raise UsageError(f"model setting tie_embeddings={self.tie_embeddings!r} must be true or false")
         if self.tie_embeddings and self.output_dim != self.embedding_dim:
             raise UsageError(
                 f"tied embeddings need the softmax input ({self.output_dim}) to be the embedding size "
@@ -71,4 +82,9 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UsageError(f"model config holds unknown keys {unknown}; was it written by a newer nextword?")
+        if not isinstance(data, dict):
+            raise UsageError("model config must be a JSON object")
+        missing = sorted({"vocab_size", "window"} - set(data))
+        if missing:
+            raise UsageError(f"model config lacks {', '.join(missing)}")
         return cls(**data)

@@ -1,11 +1,13 @@
 """Turning typed text into the model's input, and its output into words.
 
 Shared by training (sample suggestions, evaluation) and the device runtime so
-that both read a context exactly the same way.
+that both read a context exactly the same way: ids from ``Tokenizer.context_ids``,
+``window_ids`` to pad them, ``WordIndex`` to rank words.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -28,15 +30,54 @@ def window_ids(ids: Sequence[int], window: int) -> np.ndarray:
     return out
 
 
-def top_suggestions(probs: np.ndarray, tokenizer: Tokenizer, k: int) -> list[Suggestion]:
-    """The ``k`` most probable words, best first; special tokens are never suggested."""
-    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
-    ranked = np.argsort(-probs, kind="stable")
-    special = tokenizer.special_ids
-    out: list[Suggestion] = []
-    for idx in ranked:
-        if len(out) >= k:
-            break
-        if int(idx) not in special:
-            out.append(Suggestion(tokenizer.vocab[idx], float(probs[idx])))
-    return out
+class WordIndex:
+    """The words a keyboard may suggest, sorted for prefix lookups, and the ranker over them.
+
+    Special tokens (padding, ``<unk>``, ``<eos>``) are never suggested. One index serves the
+    predictor, the session, the keyboard and ``nextword eval``'s keystroke count.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        special = tokenizer.special_ids
+        pairs = sorted((token, index) for index, token in enumerate(tokenizer.vocab) if index not in special)
+        self.words = [w for w, _ in pairs]
+        self.ids = np.array([i for _, i in pairs], dtype=np.int64)
+        self.special_ids = np.array(sorted(special), dtype=np.int64)
+
+    def _span(self, prefix: str) -> tuple[int, int]:
+        return (bisect.bisect_left(self.words, prefix), bisect.bisect_left(self.words, prefix + "\U0010ffff"))
+
+    def with_prefix(self, prefix: str) -> np.ndarray:
+        """Ids of the words that start with ``prefix`` (every word for "")."""
+        lo, hi = self._span(prefix)
+        return self.ids[lo:hi]
+
+    def begins_some_word(self, prefix: str) -> bool:
+        lo, hi = self._span(prefix)
+        return hi > lo
+
+    def top(self, probs: np.ndarray, k: int, prefix: str = "") -> np.ndarray:
+        """Ids of the ``k`` most probable words (starting with ``prefix`` if given), best first."""
+        probs = np.asarray(probs).reshape(-1)
+        if prefix:
+            candidates = self.with_prefix(prefix)
+            scores = probs[candidates].astype(np.float64)
+        else:  # every word: no gather, just hide the special tokens
+            candidates = None
+            scores = probs.astype(np.float64)
+            scores[self.special_ids] = -np.inf
+        count = min(k, len(scores) if candidates is not None else len(self.ids))
+        if count <= 0:
+            return np.zeros(0, dtype=np.int64)
+        if count <= 8:
+            # A few argmax passes beat a partition of the whole vocabulary for a suggestion strip.
+            best = []
+            for _ in range(count):
+                index = int(np.argmax(scores))
+                best.append(index)
+                scores[index] = -np.inf
+            best = np.array(best, dtype=np.int64)
+        else:
+            best = np.argpartition(-scores, count - 1)[:count]
+            best = best[np.argsort(-scores[best], kind="stable")]
+        return best if candidates is None else candidates[best]

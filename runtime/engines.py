@@ -18,21 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from nextword.contract import (C, C_OUT, ENGINE_EXTRAS, ENGINES, H, H_OUT, PROBS, STEP, TOKEN, TOKENS, WINDOW,
+                               file_name)
 from nextword.errors import EngineError, ModelFileError
 from nextword.modelfile import ModelFile, read_model_file
 
-TFLITE_ENGINES = ("ai-edge-litert", "tflite-runtime")
-ONNX_ENGINES = ("onnxruntime",)
-ENGINES = {"tflite": TFLITE_ENGINES, "onnx": ONNX_ENGINES}
-#: (format, precision, engine) cells known not to run, and the words their error must contain.
-#: tflite-runtime 2.14 predates FULLY_CONNECTED version 12, which TF 2.21's int8 files use.
-UNSUPPORTED = {("tflite", "int8", "tflite-runtime"): "install ai-edge-litert"}
 _TFLITE_MODULES = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
 
 
 def installed_engines(fmt: str) -> list[str]:
-    names = TFLITE_ENGINES if fmt == "tflite" else ONNX_ENGINES
-    return [name for name in names if _available(name)]
+    return [name for name in ENGINES[fmt] if _available(name)]
 
 
 def _available(name: str) -> bool:
@@ -50,8 +45,8 @@ class TFLiteEngine:
         try:
             self._interpreter = interpreter_class(model_content=model.data, num_threads=threads)
             signatures = self._interpreter.get_signature_list()
-            self._window = self._interpreter.get_signature_runner("window")
-            self._step = self._interpreter.get_signature_runner("step") if "step" in signatures else None
+            self._window = self._interpreter.get_signature_runner(WINDOW)
+            self._step = self._interpreter.get_signature_runner(STEP) if STEP in signatures else None
         except (ValueError, RuntimeError) as err:
             message = " ".join(str(err).split())
             hint = ""
@@ -72,13 +67,13 @@ class TFLiteEngine:
 
     def window(self, tokens: np.ndarray) -> np.ndarray:
         with self._lock:
-            return self._window(tokens=np.ascontiguousarray(tokens, np.int32))["probs"]
+            return self._window(**{TOKENS: np.ascontiguousarray(tokens, np.int32)})[PROBS]
 
     def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
         with self._lock:
-            out = self._step(token=np.ascontiguousarray(token, np.int32), h=np.ascontiguousarray(h, np.float32),
-                             c=np.ascontiguousarray(c, np.float32))
-        return out["probs"], out["h_out"], out["c_out"]
+            out = self._step(**{TOKEN: np.ascontiguousarray(token, np.int32), H: np.ascontiguousarray(h, np.float32),
+                                C: np.ascontiguousarray(c, np.float32)})
+        return out[PROBS], out[H_OUT], out[C_OUT]
 
 
 class OnnxEngine:
@@ -93,45 +88,48 @@ class OnnxEngine:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        if "window" not in graphs:
-            raise ModelFileError(f"{graphs['step'].path.name} holds only the step graph; load its window file "
-                                 f"{graphs['step'].metadata.get('companion', {}).get('file', 'model.onnx')} instead")
+        if WINDOW not in graphs:
+            step = graphs[STEP]
+            window_file = step.metadata.companion.file if step.metadata.companion else file_name("onnx", step.precision)
+            raise ModelFileError(f"{step.path.name} holds only the step graph; load its window file {window_file} "
+                                 "instead")
         try:
             self._sessions = {graph: ort.InferenceSession(m.data, options, providers=["CPUExecutionProvider"])
                               for graph, m in graphs.items()}
         except Exception as err:  # onnxruntime raises its own exception types
-            name = graphs["window"].path.name
+            name = graphs[WINDOW].path.name
             raise EngineError(f"onnxruntime cannot load {name}: {' '.join(str(err).split())[:300]}") from None
 
     @classmethod
     def for_file(cls, model: ModelFile, threads: int | None = None) -> OnnxEngine:
         """The file's own graph plus its companion (the other form) when it lies beside it."""
-        graphs = {model.metadata["graph"]: model}
-        companion = model.metadata.get("companion")
-        if companion and (model.path.parent / companion["file"]).exists():
-            other = read_model_file(model.path.parent / companion["file"])
-            if other.tokenizer.vocab_sha256() != model.tokenizer.vocab_sha256():
+        graphs = {model.metadata.graph: model}
+        companion = model.metadata.companion
+        if companion and (model.path.parent / companion.file).is_file():
+            other = read_model_file(model.path.parent / companion.file)
+            if other.tokenizer.vocab_sha256() != model.tokenizer.vocab_sha256() or other.config != model.config \
+                    or other.metadata.graph == model.metadata.graph:
                 raise ModelFileError(f"{other.path.name} does not belong to {model.path.name} "
-                                     "(different vocabulary); export them together again")
-            graphs[other.metadata["graph"]] = other
+                                     "(a different model); export them together again")
+            graphs[other.metadata.graph] = other
         return cls(graphs, threads)
 
     @property
     def has_step(self) -> bool:
-        return "step" in self._sessions
+        return STEP in self._sessions
 
     def io_names(self) -> dict[str, tuple[list[str], list[str]]]:
         return {form: (sorted(i.name for i in session.get_inputs()), sorted(o.name for o in session.get_outputs()))
                 for form, session in self._sessions.items()}
 
     def window(self, tokens: np.ndarray) -> np.ndarray:
-        return self._sessions["window"].run(["probs"], {"tokens": np.ascontiguousarray(tokens, np.int32)})[0]
+        return self._sessions[WINDOW].run([PROBS], {TOKENS: np.ascontiguousarray(tokens, np.int32)})[0]
 
     def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
-        probs, h_out, c_out = self._sessions["step"].run(
-            ["probs", "h_out", "c_out"],
-            {"token": np.ascontiguousarray(token, np.int32), "h": np.ascontiguousarray(h, np.float32),
-             "c": np.ascontiguousarray(c, np.float32)},
+        probs, h_out, c_out = self._sessions[STEP].run(
+            [PROBS, H_OUT, C_OUT],
+            {TOKEN: np.ascontiguousarray(token, np.int32), H: np.ascontiguousarray(h, np.float32),
+             C: np.ascontiguousarray(c, np.float32)},
         )
         return probs, h_out, c_out
 
@@ -140,13 +138,13 @@ def open_engine(model: ModelFile | str | Path, engine: str | None = None, thread
     """An engine for a checked model file; ``engine`` picks one by name, else the best installed."""
     if not isinstance(model, ModelFile):
         model = read_model_file(model)
-    names = TFLITE_ENGINES if model.format == "tflite" else ONNX_ENGINES
+    names = ENGINES[model.format]
     if engine is not None and engine not in names:
         raise EngineError(f"engine {engine!r} cannot run {model.format} files; choose one of {', '.join(names)}")
     candidates = [engine] if engine else list(names)
     available = [name for name in candidates if _available(name)]
     if not available:
-        extra = {"ai-edge-litert": "litert", "tflite-runtime": "tflite", "onnxruntime": "onnx"}[candidates[0]]
+        extra = ENGINE_EXTRAS[candidates[0]]
         raise EngineError(f"no engine for {model.format} files is installed ({' or '.join(candidates)}); "
                           f"install one: pip install \"nextword[{extra}]\"")
     if model.format == "tflite":

@@ -57,3 +57,9 @@ class EngineError(NextwordError):
 
 class ExportValidationError(NextwordError):
     """An exported file does not predict what the Keras model predicts, within tolerance."""
+
+
+class Interrupted(NextwordError):
+    """The user pressed Ctrl-C; the message says what was kept and how to continue."""
+
+    exit_code = 130

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nextword.errors import NextwordError
 from nextword.evaluate import CONTEXTS, evaluate
+from nextword.predict_cli import add_engine_options
 
 
 class TextFileError(NextwordError):
@@ -31,8 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--context", choices=CONTEXTS, default="line",
                    help="line: context restarts at every line (a keyboard; default); stream: runs across lines")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--engine", choices=("ai-edge-litert", "tflite-runtime", "onnxruntime"))
-    p.add_argument("--threads", type=int)
+    add_engine_options(p)
     p.set_defaults(run=run)
 
 
@@ -58,10 +58,7 @@ def _scorer(model: Path, engine: str | None, threads: int | None):
         from nextword.deps import require
 
         require("tensorflow", extra="train", command="eval RUN_DIR")
-        import os
-
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from nextword.export.exporter import load_run
+        from nextword.train.loading import load_run
 
         loaded = load_run(model)
         return (lambda x: loaded.model(x, training=False).numpy(), loaded.tokenizer, loaded.config.window,

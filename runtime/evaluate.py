@@ -19,7 +19,6 @@ Measures:
 
 from __future__ import annotations
 
-import bisect
 import math
 import time
 from collections import deque
@@ -27,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from nextword.context import window_ids
+from nextword.context import WordIndex, window_ids
 from nextword.tokenizer import Tokenizer
 
 WindowFn = Callable[[np.ndarray], np.ndarray]  # (batch, window) int32 -> (batch, vocab) probabilities
@@ -59,10 +58,7 @@ class KeystrokeCounter:
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        special = tokenizer.special_ids
-        pairs = sorted((w, i) for i, w in enumerate(tokenizer.vocab) if i not in special)
-        self.words = [w for w, _ in pairs]
-        self.ids = np.array([i for _, i in pairs], dtype=np.int64)
+        self.index = WordIndex(tokenizer)
         self.vocab = tokenizer.vocab
         self.typed = 0
         self.with_strip = 0
@@ -74,15 +70,7 @@ class KeystrokeCounter:
             self.with_strip += 1
             return
         for letters in range(1, len(word)):
-            prefix = word[:letters]
-            lo = bisect.bisect_left(self.words, prefix)
-            hi = bisect.bisect_left(self.words, prefix + "\U0010ffff")
-            candidates = self.ids[lo:hi]
-            if len(candidates) <= SUGGESTIONS:
-                shown = candidates
-            else:
-                scores = probs[candidates]
-                shown = candidates[np.argpartition(-scores, SUGGESTIONS - 1)[:SUGGESTIONS]]
+            shown = self.index.top(probs, SUGGESTIONS, word[:letters])
             if target in shown:
                 self.with_strip += letters + 1
                 return

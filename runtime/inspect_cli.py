@@ -10,6 +10,7 @@ the content, the metadata parsed and the checksum verified by ``nextword.modelfi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from nextword.modelfile import ModelFile, read_model_file, zip_start
@@ -28,31 +29,32 @@ def add_parser(subparsers) -> None:
 
 def summary(model: ModelFile) -> dict:
     tokenizer = model.tokenizer
+    meta = model.metadata
     info = {
         "path": str(model.path),
         "format": model.format,
         "precision": model.precision,
         "size_bytes": len(model.data),
-        "graph": model.metadata.get("graph"),
-        "companion": model.metadata.get("companion"),
-        "forms": model.forms,
+        "graph": meta.graph,
+        "companion": dataclasses.asdict(meta.companion) if meta.companion else None,
+        "forms": {name: form.to_dict() for name, form in meta.forms.items()},
         "vocab_size": tokenizer.vocab_size,
         "first_words": list(tokenizer.vocab[1:FIRST_WORDS + 1]),
         "special_ids": {"pad": 0, "unk": tokenizer.unk_id, "eos": tokenizer.eos_id},
         "model": model.config.to_dict(),
         "tokenizer": {k: v for k, v in tokenizer.settings().items() if k not in ("format", "format_version")},
-        "padding": model.metadata.get("padding"),
-        "training": model.metadata.get("training"),
+        "padding": meta.padding,
+        "training": dataclasses.asdict(meta.training),
         "checksum": {"sha256": model.checksum, "verified": True,
                      "covers": "flatbuffer (bytes before the metadata zip)" if model.format == "tflite"
                      else "whole file with the digest field blanked"},
         "vocab_sha256": {"sha256": tokenizer.vocab_sha256(), "verified": True},
-        "nextword_version": model.metadata.get("nextword_version"),
-        "metadata_format_version": model.metadata.get("format_version"),
+        "nextword_version": meta.nextword_version,
+        "metadata_format_version": meta.format_version,
     }
     if model.format == "tflite":
         info["associated_files_offset"] = zip_start(model.data)
-        info["ops"] = model.metadata.get("ops")
+        info["ops"] = list(meta.ops or ())
     return info
 
 

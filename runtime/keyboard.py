@@ -3,22 +3,29 @@
     nextword keyboard models/default/model.int8.tflite
 
 The Raspberry Pi script: it needs only the runtime and one engine. Keys:
-Tab accepts the first suggestion, 1-3 accept that one, Backspace deletes,
-Ctrl-U clears the line, Enter starts a new line, Ctrl-C or Ctrl-D quits.
-When standard input is not a terminal it falls back to line mode: each line
-read is answered with its suggestions.
+Tab accepts the first suggestion, Alt+1..9 (or Esc, then the digit) accepts that one, digits are
+text, Backspace deletes, Ctrl-U clears the line, Enter starts a new line, Ctrl-C or Ctrl-D quits.
+The typed line scrolls sideways instead of wrapping, so a line longer than the terminal never
+leaves stale copies behind. When standard input is not a terminal it falls back to line mode:
+each line read is answered with its suggestions.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
+from nextword.errors import UsageError
 from nextword.predict_cli import add_engine_options
 from nextword.predictor import Predictor
 
-HELP = "Tab: accept 1st | 1-3: accept | Backspace | Ctrl-U: clear | Enter: new line | Ctrl-C/Ctrl-D: quit"
+HELP = ("Tab: accept 1st | Alt+1..9 (or Esc, digit): accept that one | Backspace | Ctrl-U: clear | "
+        "Enter: new line | Ctrl-C/Ctrl-D: quit")
 CTRL_C, CTRL_D, CTRL_U, TAB, ENTER, BACKSPACES = "\x03", "\x04", "\x15", "\t", ("\r", "\n"), ("\x7f", "\x08")
+ESC = "\x1b"
+#: Suggestions the strip can show: one Alt+digit each.
+MAX_K = 9
 
 
 def add_parser(subparsers) -> None:
@@ -26,18 +33,26 @@ def add_parser(subparsers) -> None:
                               description="Type in the terminal and see the top suggestions update at every "
                                           "keystroke. " + HELP)
     p.add_argument("model", metavar="MODEL", help="a .tflite or .onnx file written by `nextword export`")
-    p.add_argument("-k", type=int, default=3, help="suggestions in the strip (default 3, at most 9)")
+    p.add_argument("-k", type=int, default=3, help=f"suggestions in the strip (default 3, 1 to {MAX_K})")
     add_engine_options(p)
     p.set_defaults(run=run)
+
+
+def check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise UsageError(f"-k {k}: the strip shows 1 to {MAX_K} suggestions (one Alt+digit each)")
 
 
 class Keyboard:
     """The editing logic, separate from the terminal so it can be tested directly."""
 
     def __init__(self, predictor: Predictor, k: int = 3) -> None:
+        check_k(k)
         self.predictor = predictor
-        self.k = max(1, min(k, 9))
+        self.k = k
         self.text = ""
+        #: One line shown in place of the strip until the next key (e.g. "no suggestion 3").
+        self.message = ""
 
     def suggestions(self):
         context, partial = self.predictor.split_partial(self.text)
@@ -46,6 +61,7 @@ class Keyboard:
     def accept(self, index: int) -> bool:
         options = self.suggestions()
         if index >= len(options):
+            self.message = f"no suggestion {index + 1} to accept"
             return False
         _, partial = self.predictor.split_partial(self.text)
         cut = len(self.text) - len(self.text.rsplit(None, 1)[-1]) if partial else len(self.text)
@@ -54,36 +70,76 @@ class Keyboard:
         self.text = self.text[:cut] + options[index].word + " "
         return True
 
-    def key(self, char: str) -> str | None:
-        """Apply one key; returns "quit" or "line" when the session or the line ends."""
-        if char in (CTRL_C, CTRL_D):
+    def key(self, key: str) -> str | None:
+        """Apply one key (a character, or Esc + digit); returns "quit" or "line" when the session or line ends."""
+        self.message = ""
+        if key in (CTRL_C, CTRL_D):
             return "quit"
-        if char in ENTER:
+        if key in ENTER:
             return "line"
-        if char == TAB:
+        if key == TAB:
             self.accept(0)
-        elif char in "123456789" and int(char) <= self.k:
-            self.accept(int(char) - 1)
-        elif char in BACKSPACES:
+        elif len(key) == 2 and key[0] == ESC and key[1] in "123456789":
+            self.accept(int(key[1]) - 1)
+        elif key in BACKSPACES:
             self.text = self.text[:-1]
-        elif char == CTRL_U:
+        elif key == CTRL_U:
             self.text = ""
-        elif char.isprintable():
-            self.text += char
+        elif len(key) == 1 and key.isprintable():
+            self.text += key
         return None
 
     def strip(self) -> str:
+        if self.message:
+            return f"({self.message})"
         shown = self.suggestions()
         return "   ".join(f"[{i}] {s.word}" for i, s in enumerate(shown, start=1)) or "(no suggestion)"
 
 
-def _read_key(fd: int) -> str:
-    data = os.read(fd, 4)
-    if not data:
-        return CTRL_D
-    if data.startswith(b"\x1b"):  # arrows and other escape sequences: ignored
-        return ""
-    return data.decode("utf-8", "replace")
+def split_keys(data: str, pending_escape: bool = False) -> tuple[list[str], bool]:
+    """Keys in what one read returned: Esc + digit is one key (Alt+digit); other escape sequences
+    (arrows, function keys) are dropped. Returns the keys and whether a lone Esc is still waiting for its digit."""
+    keys, index = [], 0
+    if pending_escape and data:
+        data = ESC + data
+    while index < len(data):
+        char = data[index]
+        if char != ESC:
+            keys.append(char)
+            index += 1
+            continue
+        following = data[index + 1: index + 2]
+        if not following:
+            return keys, True
+        if following in "123456789":
+            keys.append(ESC + following)
+            index += 2
+        else:  # Alt + another key, or a CSI / SS3 sequence (arrows ...): skip it whole
+            index += 2
+            if following in "[O":
+                while index < len(data) and not (data[index].isalpha() or data[index] == "~"):
+                    index += 1
+                index += 1
+    return keys, False
+
+
+def render(keyboard: Keyboard, columns: int) -> tuple[str, int]:
+    """The two screen lines, each shorter than the terminal: (text, cursor column after the text).
+
+    The typed line scrolls: only its tail is drawn, so it never wraps (a wrapped line cannot be
+    cleared with one erase, which is what left stale copies on screen)."""
+    room = max(columns - 3, 4)  # "> " and one column for the cursor
+    text = keyboard.text
+    visible = text if len(text) <= room else "…" + text[-(room - 1):]
+    line = f"> {visible}"
+    strip = "  " + keyboard.strip()
+    if len(strip) > columns - 1:
+        strip = strip[: max(columns - 2, 1)] + "…"
+    return f"\r\x1b[2K{line}\r\n\x1b[2K{strip}\x1b[1A\r\x1b[{len(line)}C", len(line)
+
+
+def _columns() -> int:
+    return shutil.get_terminal_size((80, 24)).columns
 
 
 def interactive(keyboard: Keyboard) -> int:
@@ -93,27 +149,35 @@ def interactive(keyboard: Keyboard) -> int:
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     out = sys.stdout
-    out.write(f"nextword keyboard ({keyboard.predictor.engine_name}, {keyboard.predictor.model.path.name})\r\n"
-              f"{HELP}\r\n\r\n")
+    name = keyboard.predictor.model.path.name if keyboard.predictor.model else "model"
+    out.write(f"nextword keyboard ({keyboard.predictor.engine_name}, {name})\r\n{HELP}\r\n\r\n")
+    pending_escape = False
     try:
         tty.setraw(fd)
         while True:
             # Two lines, redrawn in place: the text, then the suggestion strip.
-            out.write(f"\r\x1b[2K> {keyboard.text}\r\n\x1b[2K  {keyboard.strip()}\x1b[1A\r\x1b[{len(keyboard.text) + 2}C")
+            screen, _ = render(keyboard, _columns())
+            out.write(screen)
             out.flush()
-            for char in _read_key(fd):
-                action = keyboard.key(char)
+            data = os.read(fd, 64)
+            if not data:
+                out.write("\r\n\r\n")
+                return 0
+            keys, pending_escape = split_keys(data.decode("utf-8", "replace"), pending_escape)
+            for key in keys:
+                action = keyboard.key(key)
                 if action == "quit":
                     out.write("\r\n\r\n")
                     return 0
                 if action == "line":
-                    out.write(f"\r\x1b[2K> {keyboard.text}\r\n\x1b[2K\r\n")
+                    line, _ = render(keyboard, _columns())
+                    out.write(line.split("\r\n")[0] + "\r\n\x1b[2K\r\n")
                     keyboard.text = ""
+                elif keyboard.message:
+                    out.write("\a")  # the terminal's bell: that key did nothing
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         out.flush()
-
-
 def line_mode(keyboard: Keyboard) -> int:
     """Each line read is a whole context (as in `nextword predict`), answered with its strip."""
     predictor = keyboard.predictor
@@ -126,6 +190,7 @@ def line_mode(keyboard: Keyboard) -> int:
 
 
 def run(args) -> int:
+    check_k(args.k)  # before loading the model
     keyboard = Keyboard(Predictor.load(args.model, engine=args.engine, threads=args.threads), args.k)
     if sys.stdin.isatty() and sys.stdout.isatty():
         return interactive(keyboard)

@@ -30,39 +30,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nextword.config import ModelConfig
-from nextword.errors import (ChecksumError, MetadataError, ModelFileError, TokenizerFileError, UsageError,
-                             VocabMismatchError)
+from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY,
+                               VOCAB_NAME, FormSpec, ModelMetadata)
+from nextword.errors import ChecksumError, MetadataError, ModelFileError, TokenizerFileError, VocabMismatchError
 from nextword.tokenizer import Tokenizer
-
-MODEL_FORMAT = "nextword.model"
-MODEL_FORMAT_VERSION = 1
-CONFIG_NAME = "nextword.json"
-VOCAB_NAME = "vocab.txt"
-ONNX_CONFIG_KEY = "nextword.config"
-ONNX_VOCAB_KEY = "nextword.vocab"
-ONNX_DIGEST_KEY = "nextword.sha256"
-DIGEST_PLACEHOLDER = "0" * 64
-#: What `nextword export` writes: format -> precisions. The parity suite checks every cell.
-PRECISIONS = {"tflite": ("float32", "float16", "int8"), "onnx": ("float32", "int8")}
 
 
 @dataclass(frozen=True)
 class ModelFile:
+    """A model file whose metadata parsed and whose checksum matched: safe to hand to an engine."""
+
     path: Path
     format: str  # "tflite" or "onnx"
     data: bytes
-    metadata: dict
+    metadata: ModelMetadata
     tokenizer: Tokenizer
-    config: ModelConfig
     checksum: str  # verified
 
     @property
-    def precision(self) -> str:
-        return self.metadata["precision"]
+    def config(self) -> ModelConfig:
+        return self.metadata.model
 
     @property
-    def forms(self) -> dict:
-        return self.metadata["forms"]
+    def precision(self) -> str:
+        return self.metadata.precision
+
+    @property
+    def forms(self) -> dict[str, FormSpec]:
+        return self.metadata.forms
 
 
 def detect_format(data: bytes) -> str | None:
@@ -106,7 +101,7 @@ def zip_start(data: bytes) -> int | None:
     return start if 0 < start <= eocd else None
 
 
-def _tflite_metadata(data: bytes, path: Path) -> tuple[dict, str, str]:
+def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
     start = zip_start(data)
     if start is None:
         raise MetadataError(f"{path} is a TFLite model without nextword metadata (no vocabulary inside): "
@@ -125,7 +120,9 @@ def _tflite_metadata(data: bytes, path: Path) -> tuple[dict, str, str]:
                             ) from None
     metadata = _parse_json(config_bytes, path)
     vocab_text = _utf8(vocab_bytes, path)
-    expected = metadata.get("checksum", {}).get("sha256")
+    if metadata.checksum is None:
+        raise ChecksumError(f"{path} carries no checksum of its flatbuffer; re-export it with `nextword export`")
+    expected = metadata.checksum.sha256
     actual = hashlib.sha256(data[:start]).hexdigest()
     if actual != expected:
         raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {str(expected)[:12]}..., "
@@ -197,7 +194,7 @@ def onnx_digest(data: bytes, span: tuple[int, int]) -> str:
     return hashlib.sha256(data[:start] + DIGEST_PLACEHOLDER.encode() + data[end:]).hexdigest()
 
 
-def _onnx_metadata(data: bytes, path: Path) -> tuple[dict, str, str]:
+def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
     try:
         props = onnx_metadata_props(data)
     except (ValueError, UnicodeDecodeError) as err:
@@ -216,18 +213,17 @@ def _onnx_metadata(data: bytes, path: Path) -> tuple[dict, str, str]:
 
 
 # ------------------------------------------------------------------- common
-def _parse_json(raw: bytes, path: Path) -> dict:
+def _parse_json(raw: bytes, path: Path) -> ModelMetadata:
     try:
-        metadata = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise MetadataError(f"{path}: embedded nextword config is not valid JSON ({err})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != MODEL_FORMAT:
-        raise MetadataError(f"{path}: embedded config is not nextword model metadata")
-    if metadata.get("format_version") != MODEL_FORMAT_VERSION:
-        raise MetadataError(f"{path}: metadata format {metadata.get('format_version')!r} is not supported by this "
-                            f"nextword (reads {MODEL_FORMAT_VERSION}); written by nextword "
-                            f"{metadata.get('nextword_version')}, upgrade nextword")
-    return metadata
+    except (RecursionError, ValueError) as err:  # absurd nesting, a number with too many digits
+        raise MetadataError(f"{path}: embedded nextword config is not usable JSON ({type(err).__name__})") from None
+    try:
+        return ModelMetadata.from_dict(data)
+    except MetadataError as err:
+        raise MetadataError(f"{path}: {err}") from None
 
 
 def _utf8(raw: bytes, path: Path) -> str:
@@ -237,17 +233,19 @@ def _utf8(raw: bytes, path: Path) -> str:
         raise MetadataError(f"{path}: embedded vocabulary is not UTF-8 text") from None
 
 
-def _assemble(path: Path, fmt: str, data: bytes, metadata: dict, vocab_text: str, checksum: str) -> ModelFile:
+def _assemble(path: Path, fmt: str, data: bytes, metadata: ModelMetadata, vocab_text: str,
+              checksum: str) -> ModelFile:
     try:
-        tokenizer = Tokenizer.from_text(vocab_text, metadata["tokenizer"], source=str(path))
-        config = ModelConfig.from_dict(metadata["model"])
-    except KeyError as err:
-        raise MetadataError(f"{path}: embedded config lacks {err}; re-export the model") from None
-    except (TokenizerFileError, UsageError) as err:
+        tokenizer = Tokenizer.from_text(vocab_text, metadata.tokenizer, source=str(path))
+    except TokenizerFileError as err:
         raise VocabMismatchError(f"{path}: {err}") from None
-    if tokenizer.vocab_size != config.vocab_size:
+    if tokenizer.vocab_size != metadata.model.vocab_size:
         raise VocabMismatchError(
-            f"{path}: vocabulary has {tokenizer.vocab_size} tokens but the model outputs {config.vocab_size} "
+            f"{path}: vocabulary has {tokenizer.vocab_size} tokens but the model outputs {metadata.model.vocab_size} "
             "probabilities; the file's metadata does not belong to this model, re-export it"
         )
-    return ModelFile(path, fmt, data, metadata, tokenizer, config, checksum)
+    declared = metadata.special_ids
+    if (declared.pad, declared.unk, declared.eos) != (0, tokenizer.unk_id, tokenizer.eos_id):
+        raise VocabMismatchError(f"{path}: special ids {declared} disagree with the vocabulary's (pad 0, unk "
+                                 f"{tokenizer.unk_id}, eos {tokenizer.eos_id}); the metadata was edited, re-export it")
+    return ModelFile(path, fmt, data, metadata, tokenizer, checksum)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import sys
 
+from nextword.contract import ALL_ENGINES
 from nextword.predictor import Predictor
 
 
 def add_engine_options(parser) -> None:
-    parser.add_argument("--engine", choices=("ai-edge-litert", "tflite-runtime", "onnxruntime"),
+    parser.add_argument("--engine", choices=ALL_ENGINES,
                         help="inference engine (default: the best one installed for the file's format)")
     parser.add_argument("--threads", type=int, help="engine threads (default: the engine's choice)")
 
@@ -46,6 +47,9 @@ def run(args) -> int:
     if args.text is not None:
         print(_format(predictor.suggest(args.text, args.k), args.json))
         return 0
+    if sys.stdin.isatty():  # a person at a terminal, not a pipe: say why nothing happens yet
+        print("reading texts from standard input, one per line (Ctrl-D to end; or give TEXT as an argument)",
+              file=sys.stderr)
     for line in sys.stdin:
         print(_format(predictor.suggest(line.rstrip("\r\n"), args.k), args.json), flush=True)
     return 0

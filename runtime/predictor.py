@@ -14,13 +14,13 @@ suggested. Errors are typed ``NextwordError`` subclasses.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from nextword.context import Suggestion, window_ids
+from nextword.config import ModelConfig
+from nextword.context import Suggestion, WordIndex, window_ids
 from nextword.engines import open_engine
 from nextword.errors import UsageError
 from nextword.modelfile import ModelFile, read_model_file
@@ -28,25 +28,24 @@ from nextword.tokenizer import Tokenizer
 
 
 class Predictor:
-    """A loaded model file: its tokenizer, config and engine."""
+    """A tokenizer, a model shape and an engine: suggestions from any of them, read the same way.
 
-    def __init__(self, model: ModelFile, engine) -> None:
-        self.model = model
-        self.tokenizer: Tokenizer = model.tokenizer
-        self.config = model.config
+    ``Predictor.load(path)`` is the device's way in. Training builds one over its Keras model
+    (``nextword.train.model.keras_predictor``) so that what it prints is what a device would say.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, config: ModelConfig, engine, model: ModelFile | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.config = config
         self.engine = engine
-        special = self.tokenizer.special_ids
-        words = [(token, index) for index, token in enumerate(self.tokenizer.vocab) if index not in special]
-        words.sort()
-        self._sorted_words = [w for w, _ in words]  # for prefix lookups (word completion)
-        self._sorted_ids = np.array([i for _, i in words], dtype=np.int64)
-        self._word_ids = np.array([i for i in range(self.tokenizer.vocab_size) if i not in special], dtype=np.int64)
-        self._special_ids = np.array(sorted(special), dtype=np.int64)
+        #: The model file it was loaded from (None for an in-memory model).
+        self.model = model
+        self.words = WordIndex(tokenizer)
 
     @classmethod
     def load(cls, path: str | Path, *, engine: str | None = None, threads: int | None = None) -> Predictor:
         model = read_model_file(path)  # checks metadata and checksum before any engine sees the file
-        return cls(model, open_engine(model, engine, threads))
+        return cls(model.tokenizer, model.config, open_engine(model, engine, threads), model)
 
     @property
     def engine_name(self) -> str:
@@ -54,7 +53,9 @@ class Predictor:
 
     # --------------------------------------------------------------- words
     def context_ids(self, text: str) -> list[int]:
-        """Ids of the last ``window`` words of ``text`` (only the tail of a long text is tokenized)."""
+        """Ids of the last ``window`` words of ``text`` as the model reads them (``Tokenizer.context_ids``).
+
+        Only the tail of a long text is tokenized."""
         window = self.config.window
         pieces = text.rsplit(None, 4 * window)  # each piece gives >= 0 tokens; the head may be huge
         if len(pieces) > 4 * window:
@@ -82,13 +83,9 @@ class Predictor:
         whether a space was typed uses a session and passes ``prefix`` itself.
         """
         context, partial = self.split_partial(text)
-        if partial and self.tokenizer.id_of(partial) is None and self._begins_some_word(partial):
+        if partial and self.tokenizer.id_of(partial) is None and self.words.begins_some_word(partial):
             return context, partial
         return text, ""
-
-    def _begins_some_word(self, prefix: str) -> bool:
-        index = bisect.bisect_left(self._sorted_words, prefix)
-        return index < len(self._sorted_words) and self._sorted_words[index].startswith(prefix)
 
     def normalise_prefix(self, prefix: str) -> str:
         tokens = self.tokenizer.split(prefix)
@@ -97,32 +94,10 @@ class Predictor:
     # -------------------------------------------------------------- ranking
     def rank(self, probs: np.ndarray, k: int, prefix: str = "") -> list[Suggestion]:
         """Top ``k`` non-special words of a (vocab,) distribution; only words starting with ``prefix`` if given."""
-        if k < 1:
-            raise UsageError(f"k must be at least 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise UsageError(f"k must be a whole number of at least 1, got {k!r}")
         probs = np.asarray(probs, dtype=np.float32).reshape(-1)
-        if prefix:
-            lo = bisect.bisect_left(self._sorted_words, prefix)
-            hi = bisect.bisect_left(self._sorted_words, prefix + "\U0010ffff")
-            candidates = self._sorted_ids[lo:hi]
-            scores = probs[candidates]
-        else:  # every word: no gather, just hide the special tokens
-            candidates = None
-            scores = probs.copy()
-            scores[self._special_ids] = -np.inf
-        count = min(k, len(scores) if candidates is not None else len(self._word_ids))
-        if count <= 8:
-            # A few argmax passes beat a partition of the whole vocabulary for a suggestion strip.
-            best = []
-            for _ in range(count):
-                index = int(np.argmax(scores))
-                best.append(index)
-                scores[index] = -np.inf
-            best = np.array(best, dtype=np.int64)
-        else:
-            best = np.argpartition(-scores, count - 1)[:count]
-            best = best[np.argsort(-scores[best], kind="stable")]
-        top = best if candidates is None else candidates[best]
-        return [Suggestion(self.tokenizer.vocab[i], float(probs[i])) for i in top]
+        return [Suggestion(self.tokenizer.vocab[i], float(probs[i])) for i in self.words.top(probs, int(k), prefix)]
 
     # ------------------------------------------------------------------ API
     def suggest(self, text: str, k: int = 3) -> list[Suggestion]:

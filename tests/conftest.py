@@ -63,15 +63,15 @@ def exported(tmp_path_factory):
     from nextword.export import exporter
     from nextword.tokenizer import TokenizerConfig
     from nextword.train import trainer
-    from nextword.train.plan import ModelOptions, TrainConfig, plan_new
+    from nextword.train.plan import TrainConfig, plan_new
 
     root = tmp_path_factory.mktemp("export")
     corpus = write_tiny_corpus(root / "tiny.txt")
     plan = plan_new(root / "run", TrainConfig(mode="stream", epochs=4, corpus=(str(corpus),), batch_size=8),
                     TokenizerConfig(eos_token="<eos>"),
-                    ModelOptions(embedding_dim=8, hidden_size=16, num_layers=2, window=6, projection_dim=8,
-                                 tie_embeddings=True))
+                    dict(embedding_dim=8, hidden_size=16, num_layers=2, window=6, projection_dim=8,
+                         tie_embeddings=True))
     trainer.start(plan, log=lambda _: None)
-    report = exporter.export_run(root / "run", root / "models", formats=["tflite", "onnx"], precisions=None,
+    result = exporter.export_run(root / "run", root / "models", formats=["tflite", "onnx"], precisions=None,
                                  log=lambda _: None)
-    return root / "run", root / "models", report
+    return root / "run", root / "models", result.report

@@ -65,7 +65,9 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path, seed_corpus):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--epochs", "0"], "--epochs must be 1 to 100,000, got 0"),
+    (["--epochs", "99999999999999999999"], "--epochs must be 1 to 100,000"),
+    (["--window", "100000"], "window=100000 is out of range"),
     (["--valid-fraction", "1.5"], "--valid-fraction"),
     (["--max-vocab", "1"], "max_vocab=1"),
     (["--hidden-size", "0"], "hidden_size=0"),

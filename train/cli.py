@@ -9,12 +9,22 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from nextword.config import ModelConfig
 from nextword.deps import require
-from nextword.errors import UsageError
+from nextword.errors import Interrupted
+from nextword.tokenizer import TokenizerConfig
+from nextword.train import sequences
+from nextword.train.plan import TrainConfig, default_of
+from nextword.train.presets import PRESETS
 
+#: Contexts shown after training on the embedded default corpus; a user's own corpus gets its own lines.
 DEFAULT_SAMPLES = ("hello how is", "thank you for the", "i will see you", "what time")
+SAMPLES = 4
+
+
+def _default(cls, name: str) -> str:
+    return f"default {default_of(cls, name)}"
 
 
 def add_parser(subparsers) -> None:
@@ -29,121 +39,114 @@ def add_parser(subparsers) -> None:
                    help="UTF-8 text files or directories of .txt files, one sentence per line "
                         "(default: the embedded corpus)")
     p.add_argument("--valid", nargs="+", metavar="PATH", help="validation text (default: hold out lines of the corpus)")
-    p.add_argument("--preset", metavar="NAME",
+    p.add_argument("--preset", choices=sorted(PRESETS),
                    help="a named recipe (ptb: Penn Treebank-like corpora); flags given override it")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last completed epoch")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in RUN_DIR")
+    p.add_argument("--finish", action="store_true",
+                   help="write RUN_DIR's model and report from its last completed epoch, training no further")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in RUN_DIR (only the files a run writes are deleted)")
 
     g = p.add_argument_group("training")
-    g.add_argument("--mode", choices=("prefix", "stream", "sentence"),
+    g.add_argument("--mode", choices=sequences.MODES,
                    help="prefix: every line's prefix n-grams (seed recipe, default); "
                         "stream: fixed windows of the token stream, a target at every position; "
                         "sentence: every line from the zero state after <eos>, a target at every position")
-    g.add_argument("--epochs", type=int, help="epochs to train (default 200)")
-    g.add_argument("--batch-size", type=int, help="examples per batch (default 32)")
-    g.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.001)")
+    g.add_argument("--epochs", type=int, help=f"epochs to train ({_default(TrainConfig, 'epochs')})")
+    g.add_argument("--batch-size", type=int, help=f"examples per batch ({_default(TrainConfig, 'batch_size')})")
+    g.add_argument("--learning-rate", type=float, help=f"Adam learning rate ({_default(TrainConfig, 'learning_rate')})")
     g.add_argument("--clipnorm", type=float, help="clip each gradient to this norm (default: off)")
-    g.add_argument("--lr-decay", type=float, help="multiply the learning rate by this every epoch (default 1)")
-    g.add_argument("--lr-decay-start", type=int, help="first epoch (from 0) the decay applies to (default 0)")
+    g.add_argument("--lr-decay", type=float,
+                   help=f"multiply the learning rate by this every epoch ({_default(TrainConfig, 'lr_decay')})")
+    g.add_argument("--lr-decay-start", type=int,
+                   help=f"first epoch (from 0) the decay applies to ({_default(TrainConfig, 'lr_decay_start')})")
     g.add_argument("--sentence-history", type=float, metavar="SHARE",
                    help="sentence mode: share of lines read after the lines before them, for context across "
-                        "lines (default 0)")
-    g.add_argument("--seed", type=int, help="random seed: same seed, same corpus, same weights (default 0)")
-    g.add_argument("--valid-fraction", type=float, help="share of lines held out for validation (default 0.1)")
+                        f"lines ({_default(TrainConfig, 'sentence_history')})")
+    g.add_argument("--seed", type=int, help=f"random seed: same seed, same corpus, same weights "
+                                            f"({_default(TrainConfig, 'seed')})")
+    g.add_argument("--valid-fraction", type=float,
+                   help=f"share of lines held out for validation ({_default(TrainConfig, 'valid_fraction')})")
     g.add_argument("--early-stopping", type=int, metavar="EPOCHS",
-                   help="stop after this many epochs without a better validation loss")
+                   help="stop after this many epochs without a better validation loss (default: off)")
 
     m = p.add_argument_group("model")
     m.add_argument("--window", type=int,
-                   help="context length in words (default: longest line - 1, at most 40, in prefix mode; 20 in stream)")
-    m.add_argument("--embedding-dim", type=int, help="embedding size (default 10)")
-    m.add_argument("--hidden-size", type=int, help="LSTM units per layer (default 50)")
-    m.add_argument("--layers", type=int, dest="num_layers", help="stacked LSTM layers (default 1)")
-    m.add_argument("--dropout", type=float, help="dropout rate (default 0)")
+                   help="context length in words (default: longest line - 1, at most 40, in prefix mode; 20 in "
+                        "stream and sentence modes)")
+    m.add_argument("--embedding-dim", type=int, help=f"embedding size ({_default(ModelConfig, 'embedding_dim')})")
+    m.add_argument("--hidden-size", type=int, help=f"LSTM units per layer ({_default(ModelConfig, 'hidden_size')})")
+    m.add_argument("--layers", type=int, dest="num_layers",
+                   help=f"stacked LSTM layers ({_default(ModelConfig, 'num_layers')})")
+    m.add_argument("--dropout", type=float, help=f"dropout rate ({_default(ModelConfig, 'dropout')})")
     m.add_argument("--projection-dim", type=int,
                    help="linear layer from the LSTM down to this size before the softmax (default 0: none)")
     m.add_argument("--tie-embeddings", action="store_true", default=None,
                    help="the softmax reuses the embedding matrix (needs --projection-dim = --embedding-dim)")
 
     t = p.add_argument_group("vocabulary")
-    t.add_argument("--max-vocab", type=int, help="cap on vocabulary size, padding and special tokens included")
-    t.add_argument("--min-count", type=int, help="leave out words seen fewer times (default 1)")
+    t.add_argument("--max-vocab", type=int, help="cap on vocabulary size, padding and special tokens included "
+                                                 "(default: every word)")
+    t.add_argument("--min-count", type=int,
+                   help=f"leave out words seen fewer times ({_default(TokenizerConfig, 'min_count')})")
     t.add_argument("--unk", action=argparse.BooleanOptionalAction, default=None,
                    help="map unknown words to <unk> (default) instead of dropping them")
     t.add_argument("--eos", action=argparse.BooleanOptionalAction, default=None,
-                   help="append <eos> to every line (default: on in stream mode, off in prefix mode)")
+                   help="append <eos> to every line (default: on in the stream and sentence modes, off in prefix)")
     t.add_argument("--keep-punctuation", action="store_true", default=None,
                    help="do not strip Keras' filter characters (for corpora that are already tokenized)")
 
     p.add_argument("--sample", action="append", metavar="TEXT",
-                   help="context to show suggestions for at the end (repeatable)")
+                   help="context to show suggestions for at the end (repeatable; default: a few lines of the "
+                        "corpus)")
     p.set_defaults(run=run)
 
 
-_RESUMABLE = {"out", "resume", "epochs", "sample", "run", "command", "overwrite"}
+#: Namespace entries that are not training settings.
+_NOT_SETTINGS = {"out", "resume", "finish", "overwrite", "preset", "sample", "run", "command", "verbose"}
 
 
 def run(args: argparse.Namespace) -> int:
     require("tensorflow", extra="train", command="train")
-    from nextword.tokenizer import TokenizerConfig
     from nextword.train import plan as planning
 
-    if args.preset and not args.resume:
-        from nextword.train.presets import preset
-
-        settings = dict(preset(args.preset))
-        if settings.get("tie_embeddings") and args.embedding_dim is not None and args.projection_dim is None:
-            # A tied preset's projection is its embedding size: follow the size the user chose.
-            settings["projection_dim"] = args.embedding_dim
-        for key, value in settings.items():
-            if getattr(args, key, None) is None:
-                setattr(args, key, value)
-    if args.resume:
-        changed = sorted(k for k, v in vars(args).items() if k not in _RESUMABLE and v not in (None, False))
-        if changed:
-            raise UsageError(
-                f"--resume continues with the run's saved settings; only --epochs may change "
-                f"(got --{', --'.join(c.replace('_', '-') for c in changed)})"
-            )
-        plan = planning.plan_resume(args.out, epochs=args.epochs)
+    options = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    resuming = args.resume or args.finish
+    if resuming:
+        planning.check_resume_options({**options, "preset": args.preset, "overwrite": args.overwrite})
+        plan = planning.plan_resume(args.out, epochs=args.epochs, finish=args.finish)
     else:
-        mode = args.mode or "prefix"
-        train_config = planning.TrainConfig(
-            mode=mode,
-            **_given(args, "epochs", "batch_size", "learning_rate", "clipnorm", "seed", "valid_fraction",
-                     "early_stopping", "lr_decay", "lr_decay_start", "sentence_history"),
-            corpus=tuple(args.corpus) if args.corpus else None,
-            valid=tuple(args.valid) if args.valid else None,
-        )
-        eos = args.eos if args.eos is not None else mode in ("stream", "sentence")
-        if mode == "sentence" and not eos:
-            raise UsageError("--mode sentence reads every line after <eos>; it cannot be used with --no-eos")
-        tokenizer_config = TokenizerConfig(
-            **_given(args, "max_vocab", "min_count"),
-            unk_token=None if args.unk is False else "<unk>",
-            eos_token="<eos>" if eos else None,
-            **({"filters": ""} if args.keep_punctuation else {}),
-        )
-        model_options = planning.ModelOptions(
-            **_given(args, "embedding_dim", "hidden_size", "num_layers", "dropout", "window", "projection_dim",
-                     "tie_embeddings"))
-        plan = planning.plan_new(args.out, train_config, tokenizer_config, model_options, overwrite=args.overwrite)
+        train_config, tokenizer_config, model = planning.settings_from_options(options, args.preset)
+        plan = planning.plan_new(args.out, train_config, tokenizer_config, model, overwrite=args.overwrite)
     # Every input is checked; only now pay for importing TensorFlow.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from nextword.train import trainer
 
-    result = trainer.resume(plan) if args.resume else trainer.start(plan)
-    _print_result(result, args.sample or list(DEFAULT_SAMPLES))
+    try:
+        result = trainer.resume(plan) if resuming else trainer.start(plan)
+    except KeyboardInterrupt:  # before or after the fit (inside it, the trainer says what was saved)
+        raise Interrupted(f"interrupted; `nextword train --out {args.out} --resume` continues from the last "
+                          "completed epoch, if any") from None
+    _print_result(result, args.sample or sample_contexts(plan))
     return 0
 
 
-def _given(args: argparse.Namespace, *names: str) -> dict:
-    """The options the user set; the others keep the dataclass defaults."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def sample_contexts(plan) -> list[str]:
+    """The default corpus' usual contexts, or the first words of a few lines of the user's own corpus."""
+    if plan.train_config.corpus is None:
+        return list(DEFAULT_SAMPLES)
+    lines = plan.data.valid_lines() if plan.data.has_validation else plan.data.train_lines()
+    samples: list[str] = []
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2:
+            samples.append(" ".join(words[: max(1, min(len(words) - 1, 3))]))
+        if len(samples) == SAMPLES:
+            break
+    return samples
 
 
 def _print_result(result, samples: list[str]) -> None:
-    from nextword.train.model import suggest_with_keras
+    from nextword.train.model import keras_predictor
 
     report = result.report
     final = report["final"]
@@ -152,8 +155,12 @@ def _print_result(result, samples: list[str]) -> None:
     print(f"\nsaved {report['run_dir']}: model.keras, vocab.txt, tokenizer.json, config.json, "
           "train_report.json, history.png")
     print(f"after {report['training']['epochs_completed']} epochs: {metrics}; "
-          f"{report['targets_per_second']:,.0f} targets/s")
-    print("suggestions (Keras model):")
-    for text, suggestions in zip(samples, suggest_with_keras(result.model, result.tokenizer, result.config, samples)):
-        shown = "  ".join(f"{s.word} ({s.prob:.2f})" for s in suggestions)
+          f"{report['targets_per_second'] or 0:,.0f} targets/s")
+    if not samples:
+        return
+    # The runtime's own Predictor over the Keras model: what `nextword predict` says for the exported file.
+    predictor = keras_predictor(result.model, result.tokenizer, result.config)
+    print("suggestions (Keras model, read as the runtime reads them):")
+    for text, suggestions in zip(samples, predictor.suggest_batch(samples, k=3)):
+        shown = "  ".join(f"{s.word} ({s.prob:.2f})" for s in suggestions) or "(no suggestion)"
         print(f"  {text!r:>24} -> {shown}")

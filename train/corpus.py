@@ -43,20 +43,26 @@ class CorpusScan:
 class Corpus:
     """An ordered list of UTF-8 text files read as one stream of lines."""
 
-    def __init__(self, files: Sequence[Path], name: str) -> None:
+    def __init__(self, files: Sequence[Path], name: str, skipped: Sequence[Path] = ()) -> None:
         self.files = tuple(files)
         self.name = name
+        #: Files in the given directories that are not ``*.txt`` (not read; the plan says so).
+        self.skipped = tuple(skipped)
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | Path]) -> Corpus:
         files: list[Path] = []
+        skipped: list[Path] = []
         for raw in paths:
             path = Path(raw)
             if path.is_dir():
-                found = sorted(p for p in path.rglob("*.txt") if p.is_file() and not p.name.startswith("."))
+                visible = sorted(p for p in path.rglob("*") if p.is_file()
+                                 and not any(part.startswith(".") for part in p.relative_to(path).parts))
+                found = [p for p in visible if p.suffix == ".txt"]
                 if not found:
                     raise CorpusError(f"corpus directory {path} holds no .txt files; point --corpus at text files")
                 files.extend(found)
+                skipped.extend(p for p in visible if p.suffix != ".txt")
             elif path.is_file():
                 files.append(path)
             elif path.exists():
@@ -65,7 +71,7 @@ class Corpus:
                 raise CorpusError(f"corpus file {path} does not exist; check the path")
         if not files:
             raise CorpusError("no corpus given; pass --corpus FILE (or leave it out for the embedded default)")
-        return cls(files, ", ".join(str(p) for p in paths))
+        return cls(files, ", ".join(str(p) for p in paths), skipped)
 
     @classmethod
     def default(cls) -> Corpus:

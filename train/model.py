@@ -5,28 +5,32 @@ With ``tie_embeddings`` the softmax is the embedding matrix read backwards
 of two, fewer parameters to fit on a small corpus and a smaller file.
 
 Two views of the same weights:
-- the *inference* model, ``tokens (batch, window) -> probs (batch, vocab)`` for
-  the next word: what is saved as ``model.keras`` and exported;
-- the *stream-training* model, ``(batch, window) -> (batch, window, vocab)``,
-  which predicts the next token at every position.
-Both have identical weight lists, so ``set_weights`` moves a trained model
-from one to the other.
+- the *training* model: ``(batch, window) -> (batch, window, vocab)`` in the stream and
+  sentence modes (the next token at every position), ``(batch, vocab)`` in prefix mode;
+  tied models use ``TiedEmbedding`` here, and checkpoints hold this model;
+- the *inference* model, ``tokens (batch, window) -> probs (batch, vocab)`` for the next
+  word, built from standard Keras layers only (a tied softmax becomes a ``Dense`` holding the
+  transposed embedding), so ``model.keras`` loads with plain ``keras.models.load_model``.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from nextword.config import ModelConfig
+from nextword.contract import PROBS, TOKENS
 
 
-def build_model(config: ModelConfig, *, sequence_output: bool = False) -> keras.Model:
-    tokens = keras.Input(shape=(config.window,), dtype="int32", name="tokens")
+def build_model(config: ModelConfig, *, sequence_output: bool = False, standard_layers: bool = False) -> keras.Model:
+    """The model for ``config``; ``standard_layers`` builds a tied model without ``TiedEmbedding`` (untrained)."""
+    tokens = keras.Input(shape=(config.window,), dtype="int32", name=TOKENS)
+    tied = config.tie_embeddings and not standard_layers
     # mask_zero: padding is skipped by the LSTM (state carried through
     # unchanged), so pre-padding never changes a prediction and the step-by-step
     # form from the zero state matches the window form exactly.
-    embedding_class = TiedEmbedding if config.tie_embeddings else layers.Embedding
+    embedding_class = TiedEmbedding if tied else layers.Embedding
     embedding = embedding_class(config.vocab_size, config.embedding_dim, mask_zero=True, name="embedding")
     x = embedding(tokens)
     for index in range(config.num_layers):
@@ -43,10 +47,10 @@ def build_model(config: ModelConfig, *, sequence_output: bool = False) -> keras.
         x = layers.Dropout(config.dropout, name="dropout_out")(x)
     if config.projection_dim:
         x = layers.Dense(config.projection_dim, name="projection")(x)  # linear, as in LSTMP / CIFG
-    if config.tie_embeddings:
-        probs = layers.Activation("softmax", name="probs")(embedding(x, reverse=True))
+    if tied:
+        probs = layers.Activation("softmax", name=PROBS)(embedding(x, reverse=True))
     else:
-        probs = layers.Dense(config.vocab_size, activation="softmax", name="probs")(x)
+        probs = layers.Dense(config.vocab_size, activation="softmax", name=PROBS)(x)
     return keras.Model(tokens, probs, name="nextword_lstm")
 
 
@@ -122,18 +126,37 @@ def compile_for_training(model: keras.Model, learning_rate: float, clipnorm: flo
 
 
 def inference_model(trained: keras.Model, config: ModelConfig) -> keras.Model:
-    """The next-word model with the trained weights, uncompiled (nothing custom to load)."""
-    model = build_model(config, sequence_output=False)
-    model.set_weights(trained.get_weights())
+    """The next-word model with the trained weights, standard Keras layers only, uncompiled."""
+    model = build_model(config, sequence_output=False, standard_layers=True)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        source = trained.get_layer(layer.name)
+        if config.tie_embeddings and layer.name == "embedding":
+            layer.set_weights([source.embeddings.numpy()])
+        elif config.tie_embeddings and layer.name == PROBS:
+            embedding = trained.get_layer("embedding")
+            layer.set_weights([embedding.embeddings.numpy().T, embedding.output_bias.numpy()])  # (E, vocab), (vocab,)
+        else:
+            layer.set_weights(source.get_weights())
     return model
 
 
-def suggest_with_keras(model: keras.Model, tokenizer, config: ModelConfig, texts, k: int = 3):
-    """Top-k suggestions for each text from the Keras model (the reference the exports must match)."""
-    import numpy as np
+class KerasEngine:
+    """The Keras model behind the runtime's engine interface (window form only)."""
 
-    from nextword.context import top_suggestions, window_ids
+    name = "keras"
+    has_step = False
 
-    batch = np.stack([window_ids(tokenizer.encode(text), config.window) for text in texts])  # (n, window)
-    probs = model.predict_on_batch(batch)  # (n, vocab)
-    return [top_suggestions(row, tokenizer, k) for row in probs]
+    def __init__(self, model: keras.Model) -> None:
+        self.model = model
+
+    def window(self, tokens):
+        return np.asarray(self.model(np.asarray(tokens, np.int32), training=False))  # (batch, vocab)
+
+
+def keras_predictor(model: keras.Model, tokenizer, config: ModelConfig):
+    """A runtime ``Predictor`` over the Keras model: suggestions read exactly as a device reads them."""
+    from nextword.predictor import Predictor
+
+    return Predictor(tokenizer, config, KerasEngine(model))

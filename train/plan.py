@@ -2,22 +2,34 @@
 
 Checking the corpus, fitting the tokenizer, choosing the window and counting
 examples all happen here, so a bad input fails in a second with one line and
-no run directory is created.
+no run directory is created. Every rule about settings lives here too (presets,
+the ``<eos>`` default, what ``--resume`` may change), so the library and the CLI
+refuse the same things with the same words.
+
+    plan = plan_new("runs/mine", TrainConfig(mode="stream", corpus=("notes.txt",)),
+                    TokenizerConfig(eos_token="<eos>"), {"hidden_size": 128})
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nextword.config import ModelConfig
 from nextword.errors import CorpusError, RunDirError, UsageError
-from nextword.tokenizer import Tokenizer, TokenizerConfig
+from nextword.tokenizer import KERAS_FILTERS, Tokenizer, TokenizerConfig
 from nextword.train import sequences
 from nextword.train.corpus import Corpus, CorpusScan
 from nextword.train.data import SplitCounts, TrainingData
+from nextword.train.presets import preset as named_preset
 from nextword.train.run_dir import RunDir, read_json
+
+#: Upper bounds that catch a typo (``--epochs 99999999999999999999``) before it becomes a run.
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -46,9 +58,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.mode not in sequences.MODES:
             raise UsageError(f"--mode {self.mode!r} does not exist; choose one of {', '.join(sequences.MODES)}")
-        for name in ("epochs", "batch_size", "shuffle_buffer"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name, high in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE), ("shuffle_buffer", 10**9),
+                           ("seed", 2**32 - 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise UsageError(f"--{name.replace('_', '-')} must be an integer, got {value!r}")
+            low = 0 if name == "seed" else 1
+            if not low <= value <= high:
+                raise UsageError(f"--{name.replace('_', '-')} must be {low} to {high:,}, got {value:,}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise UsageError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
         if self.learning_rate <= 0:
@@ -59,25 +76,66 @@ class TrainConfig:
             raise UsageError(f"--sentence-history must be in [0, 1], got {self.sentence_history}")
         if self.sentence_history and self.mode != "sentence":
             raise UsageError(f"--sentence-history applies to --mode sentence only, not --mode {self.mode}")
-        if self.early_stopping is not None and self.early_stopping < 1:
-            raise UsageError(f"--early-stopping must be at least 1 epoch, got {self.early_stopping}")
+        if self.early_stopping is not None and not 1 <= self.early_stopping <= MAX_EPOCHS:
+            raise UsageError(f"--early-stopping must be 1 to {MAX_EPOCHS:,} epochs, got {self.early_stopping}")
+        if not 0 <= self.lr_decay_start <= MAX_EPOCHS:
+            raise UsageError(f"--lr-decay-start must be 0 to {MAX_EPOCHS:,}, got {self.lr_decay_start}")
 
     @classmethod
     def from_saved(cls, training: dict) -> TrainConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in training.items()})
 
 
-@dataclass(frozen=True)
-class ModelOptions:
-    """The user's model settings; vocabulary size and window are decided from the data."""
+#: ModelConfig fields a user chooses (vocab_size comes from the data; window may, when not given).
+MODEL_SETTINGS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size")
+#: Tokenizer choices the CLI exposes as flags, mapped onto TokenizerConfig.
+TOKENIZER_SETTINGS = ("max_vocab", "min_count", "unk", "eos", "keep_punctuation")
 
-    embedding_dim: int = 10
-    hidden_size: int = 50
-    num_layers: int = 1
-    dropout: float = 0.0
-    window: int | None = None
-    projection_dim: int = 0
-    tie_embeddings: bool = False
+
+def default_of(cls, name: str):
+    """A dataclass field's default: the one place each default is written (help texts read it here)."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def settings_from_options(options: Mapping[str, Any], preset: str | None = None,
+                          ) -> tuple[TrainConfig, TokenizerConfig, dict]:
+    """(training, tokenizer, model settings) from the options a user set (``None`` = not set).
+
+    A preset fills what the user did not set; ``<eos>`` defaults on in the stream and sentence
+    modes; the sentence mode refuses ``eos=False``; unknown option names are refused.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(given) - train_fields - set(MODEL_SETTINGS) - set(TOKENIZER_SETTINGS))
+    if unknown:
+        raise UsageError(f"unknown settings {unknown}; choose from training {sorted(train_fields)}, model "
+                         f"{list(MODEL_SETTINGS)}, tokenizer {list(TOKENIZER_SETTINGS)}")
+    if preset:
+        settings = dict(named_preset(preset))
+        if settings.get("tie_embeddings") and "embedding_dim" in given and "projection_dim" not in given:
+            settings["projection_dim"] = given["embedding_dim"]  # a tied preset's projection is its embedding size
+        given = {**settings, **given}
+    train_config = TrainConfig(**{k: tuple(v) if k in ("corpus", "valid") else v
+                                  for k, v in given.items() if k in train_fields})
+    eos = given.get("eos", train_config.mode in ("stream", "sentence"))
+    tokenizer_config = TokenizerConfig(
+        **{k: given[k] for k in ("max_vocab", "min_count") if k in given},
+        unk_token="<unk>" if given.get("unk", True) else None,
+        eos_token="<eos>" if eos else None,
+        filters="" if given.get("keep_punctuation") else KERAS_FILTERS,
+    )
+    return train_config, tokenizer_config, {k: given[k] for k in MODEL_SETTINGS if k in given}
+
+
+#: What `--resume` may change: everything else is the run's saved settings.
+RESUMABLE = {"epochs"}
+
+
+def check_resume_options(options: Mapping[str, Any]) -> None:
+    changed = sorted(k for k, v in options.items() if k not in RESUMABLE and v not in (None, False))
+    if changed:
+        raise UsageError(f"--resume continues with the run's saved settings; only --epochs may change "
+                         f"(got --{', --'.join(c.replace('_', '-') for c in changed)})")
 
 
 @dataclass(frozen=True)
@@ -97,30 +155,45 @@ class RunPlan:
     initial_epoch: int = 0
     history: dict = dataclasses.field(default_factory=dict)
     checkpoint: Path | None = None
+    #: Things the user should hear before training (files skipped, no validation split ...).
+    notes: tuple[str, ...] = ()
 
 
-def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: TokenizerConfig,
-             model_options: ModelOptions, *, overwrite: bool = False) -> RunPlan:
+def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: TokenizerConfig | None = None,
+             model: Mapping[str, Any] | None = None, *, overwrite: bool = False) -> RunPlan:
+    """A checked plan for a new run in ``out``; ``model`` holds ModelConfig settings (window: from the data)."""
+    tokenizer_config = tokenizer_config or TokenizerConfig()
+    model = dict(model or {})
+    unknown = sorted(set(model) - set(MODEL_SETTINGS))
+    if unknown:
+        raise UsageError(f"unknown model settings {unknown}; choose from {', '.join(MODEL_SETTINGS)}")
+    if train_config.mode == "sentence" and tokenizer_config.eos_token is None:
+        raise UsageError("--mode sentence reads every line after <eos>; it cannot be used with --no-eos "
+                         "(TokenizerConfig(eos_token=None))")
     run = RunDir(out)
     run.ensure_new(overwrite)
     data, scan = _scan(train_config)
     train_config = dataclasses.replace(train_config, valid_fraction=data.valid_fraction)
     tokenizer = data.fit_tokenizer(tokenizer_config)
-    model_config = ModelConfig(
-        vocab_size=tokenizer.vocab_size,
-        window=model_options.window or data.auto_window(train_config.mode),
-        embedding_dim=model_options.embedding_dim,
-        hidden_size=model_options.hidden_size,
-        num_layers=model_options.num_layers,
-        dropout=model_options.dropout,
-        projection_dim=model_options.projection_dim,
-        tie_embeddings=model_options.tie_embeddings,
-    )
+    window = model.pop("window", None) or data.auto_window(train_config.mode)
+    model_config = ModelConfig(vocab_size=tokenizer.vocab_size, window=window, **model)
+    notes = list(_skipped_notes(data))
+    if data.valid_fraction == 0 and train_config.valid is None:
+        notes.append(f"corpus has {scan.lines} lines, too few to hold some out; training on all, no validation")
     return _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer, model_config=model_config,
-                    train_config=train_config, overwrite=overwrite)
+                    train_config=train_config, overwrite=overwrite, notes=tuple(notes))
 
 
-def plan_resume(out: str | Path, *, epochs: int | None = None) -> RunPlan:
+def _skipped_notes(data: TrainingData):
+    for corpus in filter(None, (data.corpus, data.valid_corpus)):
+        if corpus.skipped:
+            names = ", ".join(str(p) for p in corpus.skipped[:5]) + (" ..." if len(corpus.skipped) > 5 else "")
+            yield (f"skipped {len(corpus.skipped)} file(s) that are not .txt in the corpus directories: {names} "
+                   "(only *.txt files are read; rename or convert them to include them)")
+
+
+def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = False) -> RunPlan:
+    """A plan that continues ``out`` from its last checkpoint (``finish``: train no further, just finalise)."""
     run = RunDir(out)
     if not run.path.is_dir():
         raise RunDirError(f"cannot resume: {run.path} does not exist; start a run with `nextword train --out {run.path}`")
@@ -140,20 +213,30 @@ def plan_resume(out: str | Path, *, epochs: int | None = None) -> RunPlan:
     if run.state.exists():
         state = read_json(run.state, what="checkpoint state")
         initial_epoch, history, checkpoint = state["epoch"], state["history"], run.checkpoints / state["checkpoint"]
-        if initial_epoch >= train_config.epochs:
+        if finish:
+            train_config = dataclasses.replace(train_config, epochs=initial_epoch)
+        elif initial_epoch >= train_config.epochs:
             raise RunDirError(
                 f"{run.path} already completed {initial_epoch} of {train_config.epochs} epochs; "
-                "pass --epochs N with a larger N to train further"
+                "pass --epochs N with a larger N to train further, or --finish to write its model and report"
             )
+    elif finish:
+        raise RunDirError(f"{run.path} has no completed epoch to finish at; resume it without --finish to train")
     return _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer,
                     model_config=ModelConfig.from_dict(saved["model"]), train_config=train_config,
                     initial_epoch=initial_epoch, history=history, checkpoint=checkpoint)
 
 
-def _scan(train_config: TrainConfig) -> tuple[TrainingData, CorpusScan]:
+def training_data(train_config: TrainConfig) -> TrainingData:
+    """The corpus and its train/validation split as ``train_config`` describes them (files not read yet)."""
     corpus = Corpus.default() if train_config.corpus is None else Corpus.from_paths(train_config.corpus)
     valid = None if train_config.valid is None else Corpus.from_paths(train_config.valid)
-    return TrainingData.scan(corpus, valid, seed=train_config.seed, valid_fraction=train_config.valid_fraction)
+    return TrainingData(corpus, valid, seed=train_config.seed, valid_fraction=train_config.valid_fraction)
+
+
+def _scan(train_config: TrainConfig) -> tuple[TrainingData, CorpusScan]:
+    data = training_data(train_config)
+    return TrainingData.scan(data.corpus, data.valid_corpus, seed=data.seed, valid_fraction=data.valid_fraction)
 
 
 def _counted(cls, **fields) -> RunPlan:

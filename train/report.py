@@ -96,13 +96,15 @@ def plot_history(history: dict, path: Path, title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     panels = [("loss", "Loss (cross-entropy)"), ("accuracy", "Top-1 accuracy"), ("perplexity", "Perplexity")]
     epochs = range(1, len(history.get("loss", [])) + 1)
     fig, axes = plt.subplots(1, len(panels), figsize=(13, 4.1))
     val_loss = history.get("val_loss")
     best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__) if val_loss else None
-    for ax, (key, title) in zip(axes, panels):
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    for ax, (key, panel_title) in zip(axes, panels):
         for prefix, label, style in (("", "training", "-"), ("val_", "validation", "--")):
             values = history.get(prefix + key)
             if values:
@@ -111,7 +113,13 @@ def plot_history(history: dict, path: Path, title: str = "") -> None:
             ax.axvline(best_epoch, color="grey", linewidth=0.8, linestyle=":", label=f"best validation ({best_epoch})")
         if key == "perplexity":
             ax.set_yscale("log")
-        ax.set_title(title)
+            # Plain numbers (218, 250), not 2.18 x 10^2, on the short ranges of a short run.
+            low, high = ax.get_ylim()
+            ax.yaxis.set_major_formatter(plain)
+            # Within one decade the minor ticks are the only ticks: label them; across decades they would crowd.
+            ax.yaxis.set_minor_formatter(plain if high / max(low, 1e-12) < 10 else matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_title(panel_title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()

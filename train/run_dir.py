@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from nextword import __version__
@@ -39,22 +38,33 @@ class RunDir:
     def checkpoint_for(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch:04d}.keras"
 
+    def written_files(self) -> list[Path]:
+        """Every file a run writes that exists here: what ``--overwrite`` may delete, and nothing else."""
+        files = [self.model, self.config, self.report, self.history_plot, self.path / "vocab.txt",
+                 self.path / "tokenizer.json", self.state, *self.checkpoints.glob("epoch-*.keras"),
+                 *self.checkpoints.glob("best-epoch-*.weights.h5")]
+        return [f for f in files if f.is_file()]
+
     # ------------------------------------------------------------- creating
     def ensure_new(self, overwrite: bool) -> None:
         """Refuse to train over an existing run unless asked to; check before any work is done."""
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"--out {self.path} exists and is not a directory; choose another path")
         if self.path.is_dir() and any(self.path.iterdir()):
-            if not overwrite:
-                hint = "--resume to continue it" if self.config.exists() else "another --out"
-                raise RunDirError(f"--out {self.path} is not empty; use {hint}, or --overwrite to replace it")
             if not self.config.exists():
-                raise RunDirError(f"--out {self.path} is not empty and holds no nextword run; refusing to overwrite it")
+                raise RunDirError(f"--out {self.path} is not empty and holds no nextword run; choose a new or "
+                                  "empty directory (nextword never deletes files it did not write)")
+            if not overwrite:
+                raise RunDirError(f"--out {self.path} holds a nextword run; use --resume to continue it, or "
+                                  "--overwrite to replace it (overwrite=True in Python)")
         _check_writable(self.path)
 
     def create(self, overwrite: bool) -> None:
         if overwrite and self.path.exists():
-            shutil.rmtree(self.path)
+            # Only what a run writes: a user's notes beside it survive.
+            for path in self.written_files():
+                path.unlink()
+            self.remove_stale_temp_files()
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
         except OSError as err:

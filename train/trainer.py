@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from nextword.config import ModelConfig
-from nextword.errors import RunDirError
+from nextword.errors import Interrupted, RunDirError
 from nextword.fileio import atomic_path
 from nextword.tokenizer import Tokenizer
 from nextword.train import report as reporting
@@ -44,8 +44,8 @@ class TrainResult:
 def start(plan: RunPlan, *, log: Log = print) -> TrainResult:
     """Create the run directory from a checked plan and train it."""
     run = plan.run
-    if plan.train_config.valid_fraction == 0 and plan.train_config.valid is None:
-        log(f"note: corpus has {plan.scan.lines} lines, too few to hold some out; training on all, no validation")
+    for note in plan.notes:
+        log(f"note: {note}")
     run.create(plan.overwrite)
     try:
         plan.tokenizer.save(run.path)
@@ -114,6 +114,58 @@ class EpochCheckpoint(keras.callbacks.Callback):
         for old in self.run.checkpoints.glob("epoch-*.keras"):
             if old != checkpoint:
                 old.unlink(missing_ok=True)
+        # Best weights (ResumableEarlyStopping): the newest file of a committed epoch is the best so far.
+        committed = [p for p in sorted(self.run.checkpoints.glob("best-epoch-*.weights.h5"))
+                     if int(p.name.split("-")[2].split(".")[0]) <= epoch + 1]
+        for old in committed[:-1]:
+            old.unlink(missing_ok=True)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose patience and best weights survive ``--resume``.
+
+    Keras keeps them in memory only. Here the best value and the epochs waited are rebuilt from the
+    saved history, and the best weights are saved (``checkpoints/best-epoch-N.weights.h5``) when they
+    improve, before the epoch's checkpoint commits, so a resumed run stops where an uninterrupted one would.
+    """
+
+    def __init__(self, run: RunDir, history: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.run = run
+        self.saved_history = history
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        values = self.saved_history.get(self.monitor, [])
+        if not values:
+            return
+        best_index = min(range(len(values)), key=values.__getitem__)
+        self.best, self.best_epoch = values[best_index], best_index
+        self.wait = len(values) - 1 - best_index
+        best_file = self._best_file(best_index)
+        if self.restore_best_weights and best_file.exists():
+            current = self.model.get_weights()
+            self.model.load_weights(best_file)
+            self.best_weights = self.model.get_weights()
+            self.model.set_weights(current)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        super().on_epoch_end(epoch, logs)
+        if self.restore_best_weights and self.best_epoch == epoch:
+            with atomic_path(self._best_file(epoch)) as tmp:
+                self.model.save_weights(tmp)
+
+    def _best_file(self, epoch: int):
+        return self.run.checkpoints / f"best-epoch-{epoch + 1:04d}.weights.h5"
+
+
+def _interrupted_message(run: RunDir, checkpoint: EpochCheckpoint) -> str:
+    done = len(checkpoint.history.get("loss", []))
+    if not done:
+        return (f"interrupted before the first epoch ended; nothing to resume in {run.path}: "
+                f"start again with --overwrite")
+    return (f"interrupted; {done} epoch(s) are saved in {run.path}: `nextword train --out {run.path} --resume` "
+            f"continues, `nextword train --out {run.path} --finish` writes the model as it is now")
 
 
 def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
@@ -149,12 +201,17 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
         callbacks.insert(0, keras.callbacks.LearningRateScheduler(
             lambda epoch, _lr: base * decay ** max(0, epoch - first + 1)))
     if train_config.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss" if valid_ds is not None else "loss",
+        # Before the checkpoint: its best weights are on disk when the epoch commits.
+        callbacks.insert(-1, ResumableEarlyStopping(
+            run, history, monitor="val_loss" if valid_ds is not None else "loss",
             patience=train_config.early_stopping, restore_best_weights=True))
     fit_started = time.perf_counter()
-    model.fit(train_ds, validation_data=valid_ds, epochs=train_config.epochs, initial_epoch=initial_epoch,
-              callbacks=callbacks, shuffle=False, verbose=reporting.keras_verbosity())
+    if initial_epoch < train_config.epochs:  # --finish: nothing left to train, write what the checkpoint holds
+        try:
+            model.fit(train_ds, validation_data=valid_ds, epochs=train_config.epochs, initial_epoch=initial_epoch,
+                      callbacks=callbacks, shuffle=False, verbose=reporting.keras_verbosity())
+        except KeyboardInterrupt:
+            raise Interrupted(_interrupted_message(run, checkpoint)) from None
     fit_seconds = time.perf_counter() - fit_started
 
     final = inference_model(model, model_config)

@@ -21,12 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from nextword.export import contexts as validation_contexts  # noqa: E402
 from nextword.export import exporter  # noqa: E402
-from nextword.modelfile import PRECISIONS  # noqa: E402
+from nextword.contract import PRECISIONS  # noqa: E402
 from nextword.tokenizer import TokenizerConfig  # noqa: E402
 from nextword.train import trainer  # noqa: E402
-from nextword.train.plan import ModelOptions, TrainConfig, plan_new  # noqa: E402
+from nextword.train.plan import TrainConfig, plan_new  # noqa: E402
 
 SAMPLE_TEXTS = ["", "we want", "i like the", "good", "they see some tea today ", "you need a wa",
                 "zebra quantum", "Ça va 東京 🙂", "the " * 40]
@@ -57,10 +56,11 @@ def wide_corpus(words: int = 3000, lines: int = 2500, seed: int = 0) -> str:
 
 
 MODELS = {
-    "tiny": dict(corpus=tiny_corpus, mode="prefix", epochs=30, eos=False, options=ModelOptions(8, 16, 1)),
-    "wide": dict(corpus=wide_corpus, mode="stream", epochs=2, eos=True, options=ModelOptions(16, 32, 1, window=12)),
+    "tiny": dict(corpus=tiny_corpus, mode="prefix", epochs=30, eos=False, options=dict(embedding_dim=8, hidden_size=16)),
+    "wide": dict(corpus=wide_corpus, mode="stream", epochs=2, eos=True, options=dict(embedding_dim=16, hidden_size=32, window=12)),
     "deep": dict(corpus=tiny_corpus, mode="stream", epochs=6, eos=True,
-                 options=ModelOptions(8, 16, 2, window=8, projection_dim=8, tie_embeddings=True)),
+                 options=dict(embedding_dim=8, hidden_size=16, num_layers=2, window=8, projection_dim=8,
+                              tie_embeddings=True)),
 }
 
 
@@ -75,16 +75,11 @@ def build(root: Path) -> dict:
                                                     batch_size=32),
                         TokenizerConfig(eos_token="<eos>" if spec["eos"] else None), spec["options"], overwrite=True)
         result = trainer.start(plan, log=lambda _: None)
-        report = exporter.export_run(folder / "run", folder / "models", formats=list(PRECISIONS), precisions=None,
-                                     log=print)
-        loaded = exporter.load_run(folder / "run")
-        rng = np.random.default_rng(0)
-        text, _ = validation_contexts.text_contexts(exporter._text_sources(loaded), loaded.tokenizer, loaded.config,
-                                                    rng)
-        edges = validation_contexts.edge_cases(loaded.tokenizer, loaded.config, rng)
-        contexts = np.concatenate([text, np.stack(list(edges.values()))])
-        probs = loaded.model(contexts, training=False).numpy()
-        np.savez(folder / "reference.npz", contexts=contexts, probs=probs)
+        exported = exporter.export_run(folder / "run", folder / "models", formats=list(PRECISIONS),
+                                       precisions=None, overwrite=True, log=print)
+        report, contexts = exported.report, exported.validation.contexts
+        # The very contexts the export was validated on, and Keras' probabilities for them.
+        np.savez(folder / "reference.npz", contexts=contexts, probs=exported.validation.reference)
         (folder / "texts.json").write_text(json.dumps(SAMPLE_TEXTS, ensure_ascii=False))
         manifest["models"][name] = {
             "vocab_size": result.tokenizer.vocab_size,

@@ -9,8 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from nextword.engines import ENGINES
-from nextword.modelfile import PRECISIONS
+from nextword.contract import ENGINES, PRECISIONS
 
 
 def main(root: Path) -> int:

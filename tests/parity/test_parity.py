@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 
 from nextword import Predictor
 from nextword.context import window_ids
-from nextword.engines import ENGINES, UNSUPPORTED, installed_engines, open_engine
+from nextword.contract import ENGINES, PRECISIONS, UNSUPPORTED
+from nextword.engines import installed_engines, open_engine
 from nextword.errors import EngineError
 from nextword.export.validate import TOLERANCES, compare, failures  # numpy only: no TensorFlow needed
-from nextword.modelfile import PRECISIONS, read_model_file
+from nextword.modelfile import read_model_file
 
 ROOT = Path(os.environ.get("NEXTWORD_PARITY_DIR", "build/parity"))
 OUT = os.environ.get("NEXTWORD_PARITY_OUT")
@@ -83,7 +84,7 @@ def test_cell(model, fmt, precision, engine):
     step = step_through(engine_object, contexts, config.num_layers, config.hidden_size)
     window_vs_step = compare(window, step)
 
-    predictor = Predictor(checked, engine_object)
+    predictor = Predictor(checked.tokenizer, checked.config, engine_object, checked)
     texts = json.loads((ROOT / model / "texts.json").read_text())
     suggest_matches = True
     for text in texts:

@@ -1,15 +1,6 @@
-"""export_report.json and the console table."""
+"""The console table of an export: one row per file and form, with its validation figures."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
-
-from nextword.fileio import atomic_write_text
-
-
-def write_report(path: Path, report: dict) -> None:
-    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def print_table(entries: list[dict], log) -> None:
