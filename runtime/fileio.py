@@ -24,16 +24,17 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | Path) -> Iterator[Path]:
+def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it into place on success.
 
-    The temporary name keeps ``final``'s suffix because some writers (Keras)
-    insist on it. On any error the temporary file is removed and ``final`` is
-    left as it was.
+    The temporary name ends in ``final``'s suffix (or ``suffix``, e.g. ``.weights.h5``) because
+    some writers (Keras) insist on it. On any error the temporary file is removed and ``final``
+    is left as it was.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{suffix or final.suffix}",
+                                    dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -43,12 +43,16 @@ def tiny_corpus(tmp_path: Path) -> Path:
     return write_tiny_corpus(tmp_path / "tiny.txt")
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def user_env() -> dict:
+    """The environment of a person's shell: no log-level settings (the CLI must be quiet by itself)."""
+    return {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "NEXTWORD_DEBUG")}
+
+
+def run_cli(*args: str, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
     """Run ``nextword`` in a fresh process, as a person at a terminal would."""
     return subprocess.run(
         [sys.executable, "-m", "nextword", *args],
-        capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True, text=True, timeout=timeout, env=user_env(), cwd=cwd,
     )
 
 

@@ -91,6 +91,16 @@ def plot_title(report: dict) -> str:
 
 
 def plot_history(history: dict, path: Path, title: str = "") -> None:
+    """history.png: see ``history_figure``."""
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(history, title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def history_figure(history: dict, title: str = ""):
     """Loss, accuracy and perplexity per epoch, training and validation; the best validation epoch marked."""
     import matplotlib
 
@@ -126,6 +136,4 @@ def plot_history(history: dict, path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    return fig

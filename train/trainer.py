@@ -152,7 +152,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         super().on_epoch_end(epoch, logs)
         if self.restore_best_weights and self.best_epoch == epoch:
-            with atomic_path(self._best_file(epoch)) as tmp:
+            with atomic_path(self._best_file(epoch), suffix=".weights.h5") as tmp:
                 self.model.save_weights(tmp)
 
     def _best_file(self, epoch: int):
