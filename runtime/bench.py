@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from nextword.context import window_ids
-from nextword.contract import STEP, UNSUPPORTED, model_file_names
+from nextword.contract import UNSUPPORTED, model_file_names
 from nextword.engines import installed_engines
 from nextword.errors import NextwordError, UsageError
 from nextword.modelfile import read_model_file

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from nextword.engines import open_engine
 from nextword.errors import UsageError
 from nextword.modelfile import ModelFile, read_model_file
 from nextword.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from nextword.session import Session
 
 
 class Predictor:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,7 @@ from nextword import cli
 from nextword.console import is_noise
 from nextword.errors import UsageError
 
-from conftest import SEED_LINES, run_cli, write_tiny_corpus
+from conftest import run_cli, write_tiny_corpus
 
 keras = pytest.importorskip("keras")
 

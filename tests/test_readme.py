@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,3 +29,23 @@ def test_ci_runs_the_readme_test_command():
     out = subprocess.run(["bash", "-c", "awk '/^```/{fence++; next} fence==1' README.md | sed -n 2p"],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == first_code_block()[1]
+
+
+def python_snippets() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def test_every_python_snippet_runs_in_order_as_written(tmp_path):
+    """The README's snippets, one after another in one interpreter, in a folder holding the user's notes.txt."""
+    from conftest import user_env, write_tiny_corpus
+
+    snippets = python_snippets()
+    assert len(snippets) >= 3
+    write_tiny_corpus(tmp_path / "notes.txt")
+    program = "\n".join(f"# --- snippet {i}\n{code}" for i, code in enumerate(snippets, start=1))
+    (tmp_path / "readme_snippets.py").write_text(program, encoding="utf-8")
+    result = subprocess.run([sys.executable, "readme_snippets.py"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600, env=user_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "models" / "mine" / "model.int8.tflite").exists()

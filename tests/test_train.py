@@ -1,4 +1,4 @@
-"""Training: the seed tutorial, both modes, artifacts, determinism, resume after a kill."""
+"""Training: the seed tutorial, the sequence modes, artifacts, determinism, resume after a kill."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training examples from encoded lines, in two modes, as numpy batches.
+"""Training examples from encoded lines, in three modes (prefix, stream, sentence), as numpy batches.
 
 ``prefix`` (the seed tutorial's recipe): every line becomes its prefix n-grams,
 pre-padded to the window, the last word as the target; a line of n tokens gives
