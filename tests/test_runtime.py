@@ -37,7 +37,7 @@ def test_suggest_agrees_with_keras(exported, keras_reference, name):
     _, models, _ = exported
     predictor = Predictor.load(models / name)
     tokenizer, config = predictor.tokenizer, predictor.config
-    batch = np.stack([window_ids(tokenizer.encode(text), config.window) for text in CONTEXTS])
+    batch = np.stack([window_ids(tokenizer.context_ids(text), config.window) for text in CONTEXTS])  # as read on a device
     reference = keras_reference(batch, training=False).numpy()
     for text, probs in zip(CONTEXTS, reference):
         got = predictor.suggest(text + " ", k=3)
