@@ -119,7 +119,7 @@ def _onnx_bytes(float_protos: dict, loaded: LoadedRun, precision: str) -> dict[s
     for graph, other in ((WINDOW, STEP), (STEP, WINDOW)):
         proto = float_protos[graph]
         if precision == "int8":
-            proto = onnx_format.quantize_int8(proto)
+            proto = onnx_format.quantize_int8(proto, loaded.config.hidden_size)
         else:
             proto = type(proto).FromString(proto.SerializeToString())  # a copy: metadata is set in place
         metadata = build_metadata(loaded, precision, graph, companion=Companion(names[other], other))

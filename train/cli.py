@@ -70,6 +70,16 @@ def add_parser(subparsers) -> None:
     g.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="stop after this many epochs without a better validation loss (default: off)")
 
+    speed = p.add_argument_group("speed (how, not what, the model learns; measured in docs/benchmarks.md)")
+    speed.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"compile the training step with XLA ({_default(TrainConfig, 'jit_compile')})")
+    speed.add_argument("--logits", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"train on logits, the loss applying the softmax ({_default(TrainConfig, 'logits')})")
+    speed.add_argument("--train-metrics", action=argparse.BooleanOptionalAction, default=None,
+                       help="accuracy and perplexity on every training batch, not only on validation "
+                            f"({_default(TrainConfig, 'train_metrics')})")
+    speed.add_argument("--threads", type=int, help="TensorFlow threads per op (default: TensorFlow's choice)")
+
     m = p.add_argument_group("model")
     m.add_argument("--window", type=int,
                    help="context length in words (default: longest line - 1, at most 40, in prefix mode; 20 in "
@@ -154,8 +164,9 @@ def _print_result(result, samples: list[str]) -> None:
                                                          "val_loss", "val_accuracy", "val_perplexity") if k in final)
     print(f"\nsaved {report['run_dir']}: model.keras, vocab.txt, tokenizer.json, config.json, "
           "train_report.json, history.png")
-    print(f"after {report['training']['epochs_completed']} epochs: {metrics}; "
-          f"{report['targets_per_second'] or 0:,.0f} targets/s")
+    print(f"after {report['training']['epochs_completed']} epochs: {metrics}")
+    print(f"wall time {report['wall_seconds'] / 60:.1f} min; {report['targets_per_second'] or 0:,.0f} targets/s "
+          f"over the fit, {report.get('steady_targets_per_second') or 0:,.0f} after the first epoch")
     if not samples:
         return
     # The runtime's own Predictor over the Keras model: what `nextword predict` says for the exported file.

@@ -23,8 +23,13 @@ from nextword.config import ModelConfig
 from nextword.contract import PROBS, TOKENS
 
 
-def build_model(config: ModelConfig, *, sequence_output: bool = False, standard_layers: bool = False) -> keras.Model:
-    """The model for ``config``; ``standard_layers`` builds a tied model without ``TiedEmbedding`` (untrained)."""
+def build_model(config: ModelConfig, *, sequence_output: bool = False, standard_layers: bool = False,
+                logits: bool = False) -> keras.Model:
+    """The model for ``config``; ``standard_layers`` builds a tied model without ``TiedEmbedding`` (untrained).
+
+    ``logits``: the last layer is linear (training: the loss takes the logits, no softmax then log);
+    the saved inference model always ends in the softmax.
+    """
     tokens = keras.Input(shape=(config.window,), dtype="int32", name=TOKENS)
     tied = config.tie_embeddings and not standard_layers
     # mask_zero: padding is skipped by the LSTM (state carried through
@@ -47,10 +52,13 @@ def build_model(config: ModelConfig, *, sequence_output: bool = False, standard_
         x = layers.Dropout(config.dropout, name="dropout_out")(x)
     if config.projection_dim:
         x = layers.Dense(config.projection_dim, name="projection")(x)  # linear, as in LSTMP / CIFG
+    activation = None if logits else "softmax"
     if tied:
-        probs = layers.Activation("softmax", name=PROBS)(embedding(x, reverse=True))
+        probs = embedding(x, reverse=True)
+        if not logits:
+            probs = layers.Activation("softmax", name=PROBS)(probs)
     else:
-        probs = layers.Dense(config.vocab_size, activation="softmax", name=PROBS)(x)
+        probs = layers.Dense(config.vocab_size, activation=activation, name=PROBS)(x)
     return keras.Model(tokens, probs, name="nextword_lstm")
 
 
@@ -94,13 +102,17 @@ class TiedEmbedding(layers.Layer):
 class Perplexity(keras.metrics.Metric):
     """exp(mean cross-entropy) over the epoch, not the mean of per-batch perplexities."""
 
-    def __init__(self, name: str = "perplexity", **kwargs) -> None:
+    def __init__(self, name: str = "perplexity", from_logits: bool = False, **kwargs) -> None:
         super().__init__(name=name, **kwargs)
+        self.from_logits = from_logits
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
+    def get_config(self) -> dict:
+        return {**super().get_config(), "from_logits": self.from_logits}
+
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-        losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
         if sample_weight is None:
             weights = ops.ones_like(losses)
         else:
@@ -116,12 +128,19 @@ class Perplexity(keras.metrics.Metric):
         self.count.assign(0.0)
 
 
-def compile_for_training(model: keras.Model, learning_rate: float, clipnorm: float | None) -> None:
+def compile_for_training(model: keras.Model, learning_rate: float, clipnorm: float | None, *,
+                         logits: bool = False, jit_compile: bool = False, metrics: bool = True) -> None:
+    """Adam + sparse categorical cross-entropy; ``logits``: the model ends without its softmax.
+
+    ``metrics=False`` leaves accuracy and perplexity out of the training steps (they cost a share of every
+    step); the loss is still reported, and its exp is the perplexity where no padding is weighted 0.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
         # Weighted: in sentence mode the padding positions carry weight 0 (other modes: no weights).
-        weighted_metrics=["accuracy", Perplexity()],
+        weighted_metrics=["accuracy", Perplexity(from_logits=logits)] if metrics else None,
+        jit_compile=jit_compile,
     )
 
 
@@ -131,14 +150,12 @@ def inference_model(trained: keras.Model, config: ModelConfig) -> keras.Model:
     for layer in model.layers:
         if not layer.weights:
             continue
-        source = trained.get_layer(layer.name)
-        if config.tie_embeddings and layer.name == "embedding":
-            layer.set_weights([source.embeddings.numpy()])
-        elif config.tie_embeddings and layer.name == PROBS:
-            embedding = trained.get_layer("embedding")
-            layer.set_weights([embedding.embeddings.numpy().T, embedding.output_bias.numpy()])  # (E, vocab), (vocab,)
+        if config.tie_embeddings and layer.name in ("embedding", PROBS):
+            tied = trained.get_layer("embedding")
+            embeddings = tied.embeddings.numpy()  # (vocab, E)
+            layer.set_weights([embeddings] if layer.name == "embedding" else [embeddings.T, tied.output_bias.numpy()])
         else:
-            layer.set_weights(source.get_weights())
+            layer.set_weights(trained.get_layer(layer.name).get_weights())
     return model
 
 

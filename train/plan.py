@@ -51,6 +51,14 @@ class TrainConfig:
     #: Stop after this many epochs without improvement of the validation loss.
     early_stopping: int | None = None
     shuffle_buffer: int = 100_000
+    #: The training model ends in logits and the loss applies the softmax itself (numerically one op fewer).
+    logits: bool = False
+    #: Compile the training step with XLA.
+    jit_compile: bool = False
+    #: Accuracy and perplexity on every training batch (validation always has them).
+    train_metrics: bool = True
+    #: TensorFlow's threads for one op (intra) and across ops (inter); None: TensorFlow's choice.
+    threads: int | None = None
     #: Corpus files/directories; ``None`` is the embedded default corpus.
     corpus: tuple[str, ...] | None = None
     valid: tuple[str, ...] | None = None
@@ -76,6 +84,8 @@ class TrainConfig:
             raise UsageError(f"--sentence-history must be in [0, 1], got {self.sentence_history}")
         if self.sentence_history and self.mode != "sentence":
             raise UsageError(f"--sentence-history applies to --mode sentence only, not --mode {self.mode}")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise UsageError(f"--threads must be 1 to 1,024, got {self.threads}")
         if self.early_stopping is not None and not 1 <= self.early_stopping <= MAX_EPOCHS:
             raise UsageError(f"--early-stopping must be 1 to {MAX_EPOCHS:,} epochs, got {self.early_stopping}")
         if not 0 <= self.lr_decay_start <= MAX_EPOCHS:

@@ -14,8 +14,8 @@ from nextword.tokenizer import Tokenizer
 
 
 def keras_verbosity() -> int:
-    """A live progress bar in a terminal; one line per epoch in logs and CI."""
-    return 1 if sys.stdout.isatty() else 2
+    """Keras' live progress bar in a terminal; in logs and CI only the trainer's line per epoch."""
+    return 1 if sys.stdout.isatty() else 0
 
 
 def summary_line(corpus_name: str, tokenizer: Tokenizer, model_config: ModelConfig, parameters: int,

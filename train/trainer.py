@@ -82,10 +82,77 @@ def resume(plan: RunPlan, *, log: Log = print) -> TrainResult:
 
 
 def _fresh_model(plan: RunPlan) -> keras.Model:
-    keras.utils.set_random_seed(plan.train_config.seed)
-    model = build_model(plan.model_config, sequence_output=plan.train_config.mode in ("stream", "sentence"))
-    compile_for_training(model, plan.train_config.learning_rate, plan.train_config.clipnorm)
+    config = plan.train_config
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(plan.model_config, sequence_output=config.mode in ("stream", "sentence"), logits=config.logits)
+    compile_for_training(model, config.learning_rate, config.clipnorm, logits=config.logits,
+                         jit_compile=config.jit_compile, metrics=config.train_metrics)
     return model
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1 if threads <= 2 else 2)
+        except RuntimeError:  # already initialised in this process (tests): keep what it has
+            pass
+
+
+class Progress(keras.callbacks.Callback):
+    """One line per epoch: its metrics, its time and the time left for the whole run."""
+
+    def __init__(self, total_epochs: int, log: Log) -> None:
+        super().__init__()
+        self.total_epochs, self.log = total_epochs, log
+        self.durations: list[float] = []
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.durations.append(time.perf_counter() - self._started)
+        recent = self.durations[1:] or self.durations  # the first epoch pays for tracing
+        left = (self.total_epochs - epoch - 1) * sum(recent) / len(recent)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items() if k != "learning_rate")
+        self.log(f"epoch {epoch + 1}/{self.total_epochs}  {self.durations[-1]:.0f} s  {shown}  "
+                 f"ETA {_duration(left)}")
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """val_loss, val_accuracy and val_perplexity when the training steps carry no metrics.
+
+    One pass over the validation set per epoch, weighted as the loss is (padding weighs 0), so
+    val_perplexity is exp of the mean cross-entropy of the real targets.
+    """
+
+    def __init__(self, dataset, logits: bool) -> None:
+        super().__init__()
+        self.dataset, self.logits = dataset, logits
+        self._forward = None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if self._forward is None:
+            self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        total = correct = count = 0.0
+        for batch in self.dataset:
+            x, y = batch[0], batch[1]
+            out = self._forward(x)
+            weights = batch[2] if len(batch) == 3 else tf.ones_like(y, tf.float32)
+            losses = keras.losses.sparse_categorical_crossentropy(y, out, from_logits=self.logits)
+            hits = tf.cast(tf.equal(tf.argmax(out, axis=-1, output_type=tf.int32), y), tf.float32)
+            total += float(tf.reduce_sum(losses * weights))
+            correct += float(tf.reduce_sum(hits * weights))
+            count += float(tf.reduce_sum(weights))
+        if logs is not None and count:
+            logs.update(val_loss=total / count, val_accuracy=correct / count, val_perplexity=float(np.exp(total / count)))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -170,6 +237,7 @@ def _interrupted_message(run: RunDir, checkpoint: EpochCheckpoint) -> str:
 
 def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     started = time.perf_counter()
+    _set_threads(plan.train_config.threads)
     tf.config.experimental.enable_op_determinism()
     run, data, tokenizer, model_config, train_config = (plan.run, plan.data, plan.tokenizer, plan.model_config,
                                                         plan.train_config)
@@ -195,6 +263,11 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     log(reporting.summary_line(data.corpus.name, tokenizer, model_config, model.count_params(), train_counts, mode))
     checkpoint = EpochCheckpoint(run, history, epoch_holder)
     callbacks: list[keras.callbacks.Callback] = [checkpoint]
+    callbacks.insert(0, Progress(train_config.epochs, log))  # per epoch: metrics and the time left
+    keras_validation = valid_ds
+    if not train_config.train_metrics and valid_ds is not None:
+        callbacks.insert(0, ValidationMetrics(valid_ds, train_config.logits))  # first: the others read its logs
+        keras_validation = None
     if train_config.lr_decay != 1.0:
         base, decay, first = train_config.learning_rate, train_config.lr_decay, train_config.lr_decay_start
         # A function of the epoch alone, so a resumed run continues the same schedule.
@@ -208,7 +281,7 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     fit_started = time.perf_counter()
     if initial_epoch < train_config.epochs:  # --finish: nothing left to train, write what the checkpoint holds
         try:
-            model.fit(train_ds, validation_data=valid_ds, epochs=train_config.epochs, initial_epoch=initial_epoch,
+            model.fit(train_ds, validation_data=keras_validation, epochs=train_config.epochs, initial_epoch=initial_epoch,
                       callbacks=callbacks, shuffle=False, verbose=reporting.keras_verbosity())
         except KeyboardInterrupt:
             raise Interrupted(_interrupted_message(run, checkpoint)) from None
