@@ -217,3 +217,21 @@ def test_ptb_preset_settings_apply_under_explicit_flags(tmp_path, capsys):
     tokenizer = Tokenizer.load(tmp_path / "run")
     assert tokenizer.id_of("mr.") and tokenizer.id_of("'s") and tokenizer.eos_id  # punctuation kept
     assert "<unk>" not in tokenizer.vocab[1 : tokenizer.word_count + 1]
+
+
+def test_speed_levers_train_the_same_model_kind(tiny_corpus, tmp_path):
+    """Logits, XLA and metrics on validation only change how fast it trains, not what a run holds."""
+    plan = plan_new(tmp_path / "run", TrainConfig(mode="sentence", epochs=2, corpus=(str(tiny_corpus),), batch_size=16,
+                                                  logits=True, jit_compile=True, train_metrics=False),
+                    TokenizerConfig(eos_token="<eos>"), {"embedding_dim": 8, "hidden_size": 8, "window": 5,
+                                                         "projection_dim": 8, "tie_embeddings": True})
+    lines = []
+    result = trainer.start(plan, log=lines.append)
+    history = result.report["history"]
+    assert {"loss", "val_loss", "val_accuracy", "val_perplexity"} <= set(history) and "accuracy" not in history
+    assert history["val_perplexity"][-1] == pytest.approx(np.exp(history["val_loss"][-1]), rel=1e-5)
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]
+    assert all("ETA" in line for line in lines if line.startswith("epoch "))
+    # The saved model is the plain next-word model: probabilities that sum to 1.
+    probs = result.model.predict_on_batch(np.array([[1, 2, 0, 0, 0]], np.int32))
+    assert probs.shape == (1, result.tokenizer.vocab_size) and probs.sum() == pytest.approx(1.0, abs=1e-5)
