@@ -79,6 +79,9 @@ def add_parser(subparsers) -> None:
                        help="accuracy and perplexity on every training batch, not only on validation "
                             f"({_default(TrainConfig, 'train_metrics')})")
     speed.add_argument("--threads", type=int, help="TensorFlow threads per op (default: TensorFlow's choice)")
+    speed.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                       help="TensorFlow's op determinism: same seed, same weights; exact --resume "
+                            f"({_default(TrainConfig, 'deterministic')})")
 
     m = p.add_argument_group("model")
     m.add_argument("--window", type=int,

@@ -59,6 +59,8 @@ class TrainConfig:
     train_metrics: bool = True
     #: TensorFlow's threads for one op (intra) and across ops (inter); None: TensorFlow's choice.
     threads: int | None = None
+    #: TensorFlow's op determinism: same seed, same weights, and --resume ends exactly like a run never stopped.
+    deterministic: bool = True
     #: Corpus files/directories; ``None`` is the embedded default corpus.
     corpus: tuple[str, ...] | None = None
     valid: tuple[str, ...] | None = None

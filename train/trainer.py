@@ -238,7 +238,8 @@ def _interrupted_message(run: RunDir, checkpoint: EpochCheckpoint) -> str:
 def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     started = time.perf_counter()
     _set_threads(plan.train_config.threads)
-    tf.config.experimental.enable_op_determinism()
+    if plan.train_config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     run, data, tokenizer, model_config, train_config = (plan.run, plan.data, plan.tokenizer, plan.model_config,
                                                         plan.train_config)
     mode, window, batch_size = train_config.mode, model_config.window, train_config.batch_size
