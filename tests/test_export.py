@@ -305,3 +305,27 @@ def test_inspect_names_the_output_layer(exported, capsys):
     model_line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("model "))
     assert "2x LSTM(16), embedding 8," in model_line
     assert model_line.endswith(", projection 8, tied embeddings")
+
+
+def test_float16_is_judged_where_a_user_sees_it():
+    """A confident 0.990 -> 0.988 (abs 2e-3) changes nothing shown: it passes. A top word that changes, or a
+    top probability off by 5% of itself, fails."""
+    rng = np.random.default_rng(0)
+    reference = rng.dirichlet(np.ones(50) * 0.1, size=200)
+    reference[:, 0] += 10.0  # a very confident model
+    reference /= reference.sum(axis=1, keepdims=True)
+    nudged = reference.copy()
+    nudged[:, 0] -= 2e-3
+    nudged[:, 1:] += 2e-3 / 49
+    tolerance = validate.TOLERANCES["float16"]
+    measures = validate.compare(reference, nudged)
+    assert measures["max_abs_diff"] > 1e-3 and validate.failures(measures, tolerance) == []
+    flipped = reference.copy()
+    flipped[:5, [0, 1]] = flipped[:5, [1, 0]]  # 2.5% of the contexts get another top word
+    assert any("top1_agreement" in f for f in validate.failures(validate.compare(reference, flipped), tolerance))
+    off = reference.copy()
+    second = np.argsort(-reference, axis=1)[:, 1]
+    rows = np.arange(len(off))
+    big = reference[rows, second] >= 0.02
+    off[rows[big], second[big]] *= 1.05
+    assert any("top_relative_error" in f for f in validate.failures(validate.compare(reference, off), tolerance))
