@@ -6,7 +6,8 @@ For every model file and every installed engine that can run it (one thread unle
 - cold start: a fresh process imports nextword, loads the file and makes the first suggestion (wall time
   of the whole process, interpreter start included), and its peak RSS (a runtime-only process);
 - latency p50/p95/p99 of ``suggest()`` (window form), of a session's per-word ``feed`` + ``suggest`` (step
-  form), and of the raw engine calls alone (window batch 1, one step);
+  form), and of the raw engine calls alone (window batch 1, one step); ``suggest()`` p50 by context length
+  (1, 3, 5, 10 words and the full window);
 - batch throughput of ``suggest_batch`` (contexts per second);
 - file size.
 A training run directory adds the Keras reference row (``model(x)`` and ``model.predict(x)``, batch 1,
@@ -96,11 +97,17 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
         session.suggest(3)
 
     session_word = timed(one_word, repeats)
+    # What a context of n words costs (the window form runs every step of the window today).
+    by_length = {}
+    for count in sorted({n for n in (1, 3, 5, 10) if n < config.window} | {config.window}):
+        text = " ".join((words * (count // len(words) + 1))[:count]) + " "
+        by_length[str(count)] = percentiles(timed(lambda t=text: predictor.suggest(t), max(30, repeats // 3)))["p50_ms"]
     tokens = window_ids(predictor.context_ids("the company said it"), config.window)[None]  # (1, window)
     raw_window = timed(lambda: predictor.engine.window(tokens), repeats)
     row = {"file": path.name, "format": model.format, "precision": model.precision, "engine": engine,
            "threads": threads, "size_bytes": path.stat().st_size + _companion_size(model),
-           "suggest": percentiles(suggest), "session_word": percentiles(session_word),
+           "suggest": percentiles(suggest), "suggest_p50_ms_by_context_words": by_length,
+           "session_word": percentiles(session_word),
            "raw_window": percentiles(raw_window)}
     if predictor.engine.has_step:
         h = np.zeros((config.num_layers, 1, config.hidden_size), np.float32)

@@ -38,6 +38,16 @@ def markdown(result: dict) -> str:
             f"{s['p99_ms']:.3f} | {r['session_word']['p50_ms']:.3f} | {w['p50_ms']:.3f} | "
             f"{'-' if step is None else f'{step:.3f}'} | {s['p50_ms'] / w['p50_ms']:.2f} | "
             f"{r['batch64_contexts_per_s']:,.0f} | {r['cold_start_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+    if result["runtime"]:
+        lengths = list(result["runtime"][0]["suggest_p50_ms_by_context_words"])
+        lines += ["", "suggest() p50 (ms) by context length in words:", "",
+                  "| file | engine | " + " | ".join(f"{n} words" for n in lengths) + " |",
+                  "|---|---|" + "---|" * len(lengths)]
+        for r in result["runtime"]:
+            by_length = r["suggest_p50_ms_by_context_words"]
+            lines.append(f"| {r['file']} | {r['engine']} | " + " | ".join(f"{by_length[n]:.3f}" for n in lengths)
+                         + " |")
+        lines.append("")
     for k in result["keras"]:
         lines.append(f"| {k['file']} | Keras `model(x)` | {k['size_bytes']:,} | {k['model_call']['p50_ms']:.2f} / "
                      f"{k['model_call']['p95_ms']:.2f} / {k['model_call']['p99_ms']:.2f} | | | | | | | |")

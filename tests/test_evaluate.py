@@ -94,4 +94,7 @@ def test_bench_writes_json_markdown_and_chart(exported, tmp_path):
         assert row["raw_step"]["p50_ms"] > 0 and row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0
         assert not row["tensorflow_loaded"]  # the cold-start process is runtime-only
     assert "| model.onnx | onnxruntime |" in (out / "bench.md").read_text()
+    window = result["runtime"][0]["suggest_p50_ms_by_context_words"]
+    assert list(window) == ["1", "3", "5", "6"] and all(v > 0 for v in window.values())  # the fixture's window is 6
+    assert "by context length" in (out / "bench.md").read_text()
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
