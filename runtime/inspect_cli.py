@@ -72,7 +72,7 @@ def run(args) -> int:
         f"{info['path']}: {info['format']} {info['precision']}, {info['size_bytes']:,} bytes",
         f"  checksum     sha256 {info['checksum']['sha256'][:16]}... verified ({info['checksum']['covers']})",
         f"  vocabulary   {info['vocab_size']} tokens, sha256 verified; first: {', '.join(info['first_words'])}",
-        f"  special ids  " + ", ".join(f"{k} {v}" for k, v in info["special_ids"].items() if v is not None),
+        "  special ids  " + ", ".join(f"{k} {v}" for k, v in info["special_ids"].items() if v is not None),
         f"  model        window {m['window']}, {m['num_layers']}x LSTM({m['hidden_size']}), "
         f"embedding {m['embedding_dim']}, vocab {m['vocab_size']}" + _output_layer(m),
     ]
