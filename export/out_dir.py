@@ -13,12 +13,11 @@ what it holds.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from nextword.contract import model_file_names
 from nextword.errors import RunDirError
-from nextword.fileio import atomic_write_text
+from nextword.fileio import atomic_write_text, ensure_writable_dir
 
 REPORT_NAME = "export_report.json"
 
@@ -57,9 +56,7 @@ class ExportDir:
                 self.kept_entries = [e for e in previous.get("files", [])
                                      if all((self.path / name).is_file() for name in e.get("files", []))]
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.path, prefix=".nextword-probe-")
-            probe.close()
+            ensure_writable_dir(self.path)
         except OSError as err:
             raise RunDirError(f"cannot write to --out {self.path}: {err.strerror or err}; choose a writable "
                               "directory") from None

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from nextword.errors import UsageError
-from nextword.fileio import atomic_path, atomic_write_text
+from nextword.fileio import atomic_path, atomic_write_text, ensure_writable_dir
 
 
 def add_parser(subparsers) -> None:
@@ -113,8 +112,7 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out} exists and is not a directory; give a directory for bench.json, bench.md "
                          "and bench.png")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.NamedTemporaryFile(dir=out, prefix=".nextword-probe-").close()
+        ensure_writable_dir(out)
     except OSError as err:
         raise UsageError(f"cannot write to --out {out}: {err.strerror or err}; choose a writable directory") from None
 

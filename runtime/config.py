@@ -78,12 +78,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise UsageError("model config must be a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise UsageError(f"model config holds unknown keys {unknown}; was it written by a newer nextword?")
-        if not isinstance(data, dict):
-            raise UsageError("model config must be a JSON object")
         missing = sorted({"vocab_size", "window"} - set(data))
         if missing:
             raise UsageError(f"model config lacks {', '.join(missing)}")

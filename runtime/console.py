@@ -89,20 +89,34 @@ class _Forwarder(threading.Thread):
 @contextlib.contextmanager
 def quiet_native_logs() -> Iterator[None]:
     """Filter the native libraries' log lines from descriptor 2 for the duration; see the module doc."""
+    previous_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # whatever TensorFlow still honours, it need not format
     logging.disable(logging.WARNING)  # onnxruntime.quantization's "WARNING:root:Please consider ..."
     try:
+        with warnings.catch_warnings(), _filtered_stderr():
+            warnings.simplefilter("ignore")  # Keras' and TensorFlow's deprecation and user warnings
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        if previous_level is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = previous_level
+
+
+@contextlib.contextmanager
+def _filtered_stderr() -> Iterator[None]:
+    """Descriptor 2 into a file the forwarder follows; ``sys.stderr`` onto the real stream."""
+    try:
         stderr_fd = sys.__stderr__.fileno() if sys.__stderr__ else 2
         sys.stderr.flush()
-        real = os.dup(stderr_fd)
         capture = tempfile.TemporaryFile(prefix="nextword-native-log-")
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        # No real descriptor 2 (embedded, or captured by a test runner): nothing native to filter.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-        logging.disable(logging.NOTSET)
+        # No real descriptor 2 (embedded, or captured by a test runner), or nowhere to keep the log:
+        # the command runs unfiltered rather than not at all.
+        yield
         return
+    real = os.dup(stderr_fd)
     previous_stderr = sys.stderr
     sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(real), "wb", buffering=0), encoding="utf-8",
                                   errors="backslashreplace", line_buffering=True, write_through=True)
@@ -110,9 +124,7 @@ def quiet_native_logs() -> Iterator[None]:
     forwarder = _Forwarder(capture.fileno(), real)
     forwarder.start()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Keras' and TensorFlow's deprecation and user warnings
-            yield
+        yield
     finally:
         sys.stderr.flush()
         os.dup2(real, stderr_fd)
@@ -123,4 +135,3 @@ def quiet_native_logs() -> Iterator[None]:
         with contextlib.suppress(OSError, ValueError):
             wrapper.close()
         os.close(real)
-        logging.disable(logging.NOTSET)

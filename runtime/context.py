@@ -61,10 +61,10 @@ class WordIndex:
         probs = np.asarray(probs).reshape(-1)
         if prefix:
             candidates = self.with_prefix(prefix)
-            scores = probs[candidates].astype(np.float64)
+            scores = probs[candidates]  # a gather is already a copy
         else:  # every word: no gather, just hide the special tokens
             candidates = None
-            scores = probs.astype(np.float64)
+            scores = probs.copy()
             scores[self.special_ids] = -np.inf
         count = min(k, len(scores) if candidates is not None else len(self.ids))
         if count <= 0:

@@ -56,3 +56,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def ensure_writable_dir(path: str | Path) -> None:
+    """Create ``path`` if needed and prove a file can be written in it; OSError if not (checked before any work)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tempfile.NamedTemporaryFile(dir=path, prefix=".nextword-probe-").close()

@@ -38,11 +38,20 @@ class RunDir:
     def checkpoint_for(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch:04d}.keras"
 
+    def best_weights_for(self, epoch: int) -> Path:
+        """Early stopping's best weights, saved when epoch ``epoch`` (from 1) improved the monitored loss."""
+        return self.checkpoints / f"best-epoch-{epoch:04d}.weights.h5"
+
+    def best_weights_files(self) -> dict[int, Path]:
+        """Epoch -> best-weights file, for every one on disk."""
+        return {int(p.name[len("best-epoch-"):-len(".weights.h5")]): p
+                for p in self.checkpoints.glob("best-epoch-*.weights.h5")}
+
     def written_files(self) -> list[Path]:
         """Every file a run writes that exists here: what ``--overwrite`` may delete, and nothing else."""
         files = [self.model, self.config, self.report, self.history_plot, self.path / "vocab.txt",
                  self.path / "tokenizer.json", self.state, *self.checkpoints.glob("epoch-*.keras"),
-                 *self.checkpoints.glob("best-epoch-*.weights.h5")]
+                 *self.best_weights_files().values()]
         return [f for f in files if f.is_file()]
 
     # ------------------------------------------------------------- creating

@@ -100,24 +100,22 @@ def _set_threads(threads: int | None) -> None:
 
 
 class Progress(keras.callbacks.Callback):
-    """One line per epoch: its metrics, its time and the time left for the whole run."""
+    """One line per epoch: its metrics, its time and the time left for the whole run.
 
-    def __init__(self, total_epochs: int, log: Log) -> None:
+    Runs after ``EpochCheckpoint``, whose history's ``epoch_seconds`` it reads (this session's epochs).
+    """
+
+    def __init__(self, checkpoint: EpochCheckpoint, total_epochs: int, log: Log) -> None:
         super().__init__()
-        self.total_epochs, self.log = total_epochs, log
-        self.durations: list[float] = []
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self._started = time.perf_counter()
+        self.checkpoint, self.total_epochs, self.log = checkpoint, total_epochs, log
+        self._first = len(checkpoint.history.get("epoch_seconds", []))  # epochs of earlier sessions
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self.durations.append(time.perf_counter() - self._started)
-        recent = self.durations[1:] or self.durations  # the first epoch pays for tracing
+        durations = self.checkpoint.history["epoch_seconds"][self._first:]
+        recent = durations[1:] or durations  # the first epoch pays for tracing
         left = (self.total_epochs - epoch - 1) * sum(recent) / len(recent)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items() if k != "learning_rate")
-        self.log(f"epoch {epoch + 1}/{self.total_epochs}  {self.durations[-1]:.0f} s  {shown}  "
-                 f"ETA {_duration(left)}")
+        self.log(f"epoch {epoch + 1}/{self.total_epochs}  {durations[-1]:.0f} s  {shown}  ETA {_duration(left)}")
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -163,7 +161,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.run = run
         self.history = history
         self.epoch_holder = epoch_holder
-        self.epoch_seconds: list[float] = list(history.get("epoch_seconds", []))
         self._started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -182,9 +179,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             if old != checkpoint:
                 old.unlink(missing_ok=True)
         # Best weights (ResumableEarlyStopping): the newest file of a committed epoch is the best so far.
-        committed = [p for p in sorted(self.run.checkpoints.glob("best-epoch-*.weights.h5"))
-                     if int(p.name.split("-")[2].split(".")[0]) <= epoch + 1]
-        for old in committed[:-1]:
+        committed = sorted((e, p) for e, p in self.run.best_weights_files().items() if e <= epoch + 1)
+        for _, old in committed[:-1]:
             old.unlink(missing_ok=True)
 
 
@@ -209,7 +205,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         best_index = min(range(len(values)), key=values.__getitem__)
         self.best, self.best_epoch = values[best_index], best_index
         self.wait = len(values) - 1 - best_index
-        best_file = self._best_file(best_index)
+        best_file = self.run.best_weights_for(best_index + 1)
         if self.restore_best_weights and best_file.exists():
             current = self.model.get_weights()
             self.model.load_weights(best_file)
@@ -219,11 +215,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         super().on_epoch_end(epoch, logs)
         if self.restore_best_weights and self.best_epoch == epoch:
-            with atomic_path(self._best_file(epoch), suffix=".weights.h5") as tmp:
+            with atomic_path(self.run.best_weights_for(epoch + 1), suffix=".weights.h5") as tmp:
                 self.model.save_weights(tmp)
-
-    def _best_file(self, epoch: int):
-        return self.run.checkpoints / f"best-epoch-{epoch + 1:04d}.weights.h5"
 
 
 def _interrupted_message(run: RunDir, checkpoint: EpochCheckpoint) -> str:
@@ -264,7 +257,7 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     log(reporting.summary_line(data.corpus.name, tokenizer, model_config, model.count_params(), train_counts, mode))
     checkpoint = EpochCheckpoint(run, history, epoch_holder)
     callbacks: list[keras.callbacks.Callback] = [checkpoint]
-    callbacks.insert(0, Progress(train_config.epochs, log))  # per epoch: metrics and the time left
+    callbacks.append(Progress(checkpoint, train_config.epochs, log))  # per epoch: metrics and the time left
     keras_validation = valid_ds
     if not train_config.train_metrics and valid_ds is not None:
         callbacks.insert(0, ValidationMetrics(valid_ds, train_config.logits))  # first: the others read its logs
@@ -276,7 +269,7 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
             lambda epoch, _lr: base * decay ** max(0, epoch - first + 1)))
     if train_config.early_stopping:
         # Before the checkpoint: its best weights are on disk when the epoch commits.
-        callbacks.insert(-1, ResumableEarlyStopping(
+        callbacks.insert(callbacks.index(checkpoint), ResumableEarlyStopping(
             run, history, monitor="val_loss" if valid_ds is not None else "loss",
             patience=train_config.early_stopping, restore_best_weights=True))
     fit_started = time.perf_counter()
