@@ -11,7 +11,6 @@ contexts (``contexts``, ``validate``), and only then rename it into place in the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import tempfile
@@ -22,13 +21,12 @@ from pathlib import Path
 import tensorflow as tf
 
 from nextword import __version__
-from nextword.contract import (BOTH_FORMS, STEP, TFLITE_CHECKSUM_COVERS, WINDOW, Checksum, Companion, file_name,
-                               parse_selection)
+from nextword.contract import FORMS, TFLITE_CHECKSUM_COVERS, Checksum, file_name, parse_selection
 from nextword.engines import OnnxEngine, TFLiteEngine
 from nextword.errors import ExportValidationError
 from nextword.fileio import atomic_path
 from nextword.modelfile import ModelFile, read_model_file
-from nextword.export import onnx_format, tflite_format
+from nextword.export import onnx_format, sizes, tflite_format
 from nextword.export.contexts import ValidationSet, validation_set
 from nextword.export.graphs import InferenceGraphs, LstmWeights
 from nextword.export.metadata import build_metadata
@@ -75,18 +73,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
     with tempfile.TemporaryDirectory(prefix="nextword-export-") as tmp:
         saved_model = Path(tmp) / "saved_model"
         if any(fmt == "tflite" for fmt, _ in selection):
-            tf.saved_model.save(graphs, str(saved_model), signatures={
-                WINDOW: graphs.window.get_concrete_function(), STEP: graphs.step.get_concrete_function()})
-        onnx_float = {}
+            tf.saved_model.save(graphs, str(saved_model), signatures=graphs.concrete_functions())
+        onnx_float = None
         for fmt, precision in selection:
             log(f"exporting {fmt} {precision} ...")
             if fmt == "tflite":
-                contents = {file_name(fmt, precision): _tflite_bytes(saved_model, loaded, precision)}
+                data = _tflite_bytes(saved_model, loaded, precision)
             else:
-                if not onnx_float:
-                    onnx_float = {form: onnx_format.convert(graphs, form) for form in (WINDOW, STEP)}
-                contents = _onnx_bytes(onnx_float, loaded, precision)
-            entry, miss = _validate_and_place(out.path, contents, fmt, precision, validation, allow_mismatch)
+                onnx_float = onnx_float or onnx_format.convert(graphs)
+                data = _onnx_bytes(onnx_float, loaded, precision)
+            entry, miss = _validate_and_place(out.path, file_name(fmt, precision), data, fmt, precision, validation,
+                                              allow_mismatch)
             entries.append(entry)
             missed.extend(miss)
             out.write_report(report, entries)  # the folder always says what it holds
@@ -103,60 +100,50 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
 
 def _tflite_bytes(saved_model: Path, loaded: LoadedRun, precision: str) -> bytes:
     flatbuffer = tflite_format.with_metadata_entry(
-        tflite_format.convert(saved_model, precision),
+        tflite_format.convert(saved_model, precision, loaded.config.hidden_size),
         f"Next-word LSTM ({precision}); vocabulary in vocab.txt, config in nextword.json")
-    metadata = build_metadata(loaded, precision, BOTH_FORMS,
+    metadata = build_metadata(loaded, "tflite", precision,
+                              tensor_bytes=sizes.tflite_tensor_bytes(flatbuffer, loaded.config),
                               checksum=Checksum(hashlib.sha256(flatbuffer).hexdigest(), TFLITE_CHECKSUM_COVERS),
                               ops=tuple(tflite_format.builtin_ops(flatbuffer)))
     return flatbuffer + tflite_format.associated_files_zip(
         loaded.tokenizer.vocab_text(), json.dumps(metadata.to_dict(), indent=1, ensure_ascii=False))
 
 
-def _onnx_bytes(float_protos: dict, loaded: LoadedRun, precision: str) -> dict[str, bytes]:
-    """The window file and its step companion, each naming the other."""
-    names = {graph: file_name("onnx", precision, graph) for graph in (WINDOW, STEP)}
-    contents = {}
-    for graph, other in ((WINDOW, STEP), (STEP, WINDOW)):
-        proto = float_protos[graph]
-        if precision == "int8":
-            proto = onnx_format.quantize_int8(proto, loaded.config.hidden_size)
-        else:
-            proto = type(proto).FromString(proto.SerializeToString())  # a copy: metadata is set in place
-        metadata = build_metadata(loaded, precision, graph, companion=Companion(names[other], other))
-        contents[names[graph]] = onnx_format.with_metadata(
-            proto, loaded.tokenizer.vocab_text(), json.dumps(metadata.to_dict(), indent=1, ensure_ascii=False))
-    return contents
+def _onnx_bytes(float_proto, loaded: LoadedRun, precision: str) -> bytes:
+    if precision == "int8":
+        proto = onnx_format.quantize_int8(float_proto, loaded.config.hidden_size)
+    else:
+        proto = type(float_proto).FromString(float_proto.SerializeToString())  # a copy: metadata is set in place
+    metadata = build_metadata(loaded, "onnx", precision, tensor_bytes=sizes.onnx_tensor_bytes(proto, loaded.config))
+    return onnx_format.with_metadata(proto, loaded.tokenizer.vocab_text(),
+                                     json.dumps(metadata.to_dict(), indent=1, ensure_ascii=False))
 
 
-def _validate_and_place(out: Path, contents: dict[str, bytes], fmt: str, precision: str,
+def _validate_and_place(out: Path, name: str, data: bytes, fmt: str, precision: str,
                         validation: ValidationSet, allow_mismatch: bool) -> tuple[dict, list[str]]:
-    """Write each file under a temporary name, check it through the runtime and the engine, rename if it passed."""
+    """Write the file under a temporary name, check it through the runtime and the engine, rename if it passed."""
     tolerance = TOLERANCES[precision]
-    main_name = next(iter(contents))
     found: list[str] = []
     try:
-        with contextlib.ExitStack() as stack:
-            temps = {name: stack.enter_context(atomic_path(out / name)) for name in contents}
-            for name, data in contents.items():
-                temps[name].write_bytes(data)
-            checked = {name: read_model_file(temps[name]) for name in contents}  # metadata + checksum round trip
+        with atomic_path(out / name) as temp:
+            temp.write_bytes(data)
+            checked = read_model_file(temp)  # metadata + checksum round trip
             engine = _engine(fmt, checked)
-            config = checked[main_name].config
-            expected_io = {form: spec.io_names() for model in checked.values() for form, spec in model.forms.items()}
-            results = measure(engine, validation.contexts, validation.reference, config)
-            found = problems(main_name, results, tolerance, expected_io, engine.io_names())
+            expected_io = {form: spec.io_names() for form, spec in checked.forms.items()}
+            results = measure(engine, validation.contexts, validation.reference, checked.config)
+            found = problems(name, results, tolerance, expected_io, engine.io_names())
             if found and not allow_mismatch:
                 raise _Rejected
     except _Rejected:
         pass
     entry = {
-        "path": main_name,
-        "files": list(contents),
+        "path": name,
         "format": fmt,
         "precision": precision,
-        "forms": [form for form in (WINDOW, STEP) if form in results],
-        "size_bytes": sum(len(data) for data in contents.values()),
-        "sizes": {name: len(data) for name, data in contents.items()},
+        "forms": list(FORMS[fmt]),  # what the file holds; "validation" has every form measured through them
+        "size_bytes": len(data),
+        "tensor_bytes": checked.metadata.tensor_bytes,
         "dynamic_batch": True,
         "engine": engine.name,
         "validation": results,
@@ -165,11 +152,11 @@ def _validate_and_place(out: Path, contents: dict[str, bytes], fmt: str, precisi
         "written": not found or allow_mismatch,
     }
     if fmt == "tflite":
-        entry["ops"] = list(checked[main_name].metadata.ops or ())
+        entry["ops"] = list(checked.metadata.ops or ())
     return entry, found
 
 
-def _engine(fmt: str, checked: dict[str, ModelFile]):
+def _engine(fmt: str, checked: ModelFile):
     if fmt == "tflite":
-        return TFLiteEngine(next(iter(checked.values())), "ai-edge-litert")
-    return OnnxEngine({model.metadata.graph: model for model in checked.values()})
+        return TFLiteEngine(checked, "ai-edge-litert")
+    return OnnxEngine(checked)

@@ -11,6 +11,10 @@ cell out by hand from ``model.get_weights()``, weights as constants:
   -> probs, h_out, c_out``: one token for a keyboard that types word by word.
   From the zero state, feeding a context's ids one at a time gives the window
   form's probabilities; feeding id 0 changes nothing.
+- ``sequence(tokens (batch, steps) int32, h, c) -> probs, h_out, c_out``: any number of
+  tokens (``steps`` >= 1) from any state, in one call: a loop (TFLite WHILE, ONNX Loop)
+  whose cost follows the context's length, not the window's. It is the window form for
+  ``steps = window`` from the zero state, and the step form for ``steps = 1``.
 
 Keras' gate order is i, f, c (g), o; the recurrent activation is the sigmoid. An optional linear
 projection sits before the softmax; with tied embeddings the softmax multiplies by the embedding matrix
@@ -26,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from nextword.config import ModelConfig
-from nextword.contract import C, H, PROBS, TOKEN, TOKENS, C_OUT, H_OUT
+from nextword.contract import C, C_OUT, H, H_OUT, PROBS, SEQUENCE, STEP, TOKEN, TOKENS, WINDOW
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,18 @@ class InferenceGraphs(tf.Module):
                 tf.TensorSpec([layers, None, hidden], tf.float32, name=C),
             ],
         )
+        self.sequence = tf.function(
+            self._sequence,
+            input_signature=[
+                tf.TensorSpec([None, None], tf.int32, name=TOKENS),
+                tf.TensorSpec([layers, None, hidden], tf.float32, name=H),
+                tf.TensorSpec([layers, None, hidden], tf.float32, name=C),
+            ],
+        )
+
+    def concrete_functions(self) -> dict:
+        """Form name -> concrete function: the signatures of the SavedModel the converters read."""
+        return {name: getattr(self, name).get_concrete_function() for name in (WINDOW, STEP, SEQUENCE)}
 
     def _constants(self) -> dict:
         w = self._weights
@@ -144,4 +160,26 @@ class InferenceGraphs(tf.Module):
             c_out.append(c_new)
             x = h_new
         # Outputs are named h_out / c_out: an output named like an input breaks tf2onnx.
+        return {PROBS: self._probs(weights, h_out[-1]), H_OUT: tf.stack(h_out), C_OUT: tf.stack(c_out)}
+
+    def _sequence(self, tokens, h, c):
+        weights = self._constants()
+        layers = self.config.num_layers
+        embedded = tf.gather(weights["embedding"], tokens)  # (batch, steps, E): one lookup for all steps
+        keep = tf.cast(tf.not_equal(tokens, 0), tf.float32)  # (batch, steps)
+        steps = tf.shape(tokens)[1]
+
+        def body(t, h_layers, c_layers):
+            x = tf.gather(embedded, t, axis=1)  # (batch, E)
+            keep_t = tf.gather(keep, t, axis=1)[:, None]
+            h_new, c_new = [], []
+            for layer in range(layers):
+                h_layer, c_layer = self._cell(weights, layer, x, h_layers[layer], c_layers[layer], keep_t)
+                h_new.append(h_layer)
+                c_new.append(c_layer)
+                x = h_layer
+            return t + 1, h_new, c_new
+
+        start = (tf.constant(0), tf.unstack(h, num=layers), tf.unstack(c, num=layers))
+        _, h_out, c_out = tf.while_loop(lambda t, *_: t < steps, body, start)
         return {PROBS: self._probs(weights, h_out[-1]), H_OUT: tf.stack(h_out), C_OUT: tf.stack(c_out)}

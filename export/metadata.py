@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from nextword.contract import Checksum, Companion, ModelMetadata, SpecialIds, TrainingSummary, form_specs
+from nextword.contract import Checksum, ModelMetadata, SpecialIds, TrainingSummary, form_specs
 from nextword.train.loading import LoadedRun
 
 
-def build_metadata(loaded: LoadedRun, precision: str, graph: str, *, companion: Companion | None = None,
+def build_metadata(loaded: LoadedRun, fmt: str, precision: str, *, tensor_bytes: dict[str, int],
                    checksum: Checksum | None = None, ops: tuple[str, ...] | None = None) -> ModelMetadata:
-    """``graph`` is ``window``, ``step`` or ``window+step``: the forms this one file holds."""
-    forms = form_specs(loaded.config)
+    """The metadata of the ``fmt`` file of this precision (its forms: ``contract.FORMS[fmt]``)."""
     corpus = loaded.saved.get("corpus", {})
     training = loaded.saved.get("training", {})
     report = loaded.train_report()
     tokenizer = loaded.tokenizer
     return ModelMetadata(
         precision=precision,
-        graph=graph,
-        forms={name: spec for name, spec in forms.items() if name in graph.split("+")},
+        forms=form_specs(loaded.config, fmt),
         model=loaded.config,
         tokenizer=tokenizer.settings(),
         special_ids=SpecialIds(pad=0, unk=tokenizer.unk_id, eos=tokenizer.eos_id),
@@ -25,7 +23,7 @@ def build_metadata(loaded: LoadedRun, precision: str, graph: str, *, companion: 
             corpus=corpus.get("name"), corpus_sha256=corpus.get("sha256"), lines=corpus.get("lines"),
             mode=training.get("mode"), epochs=report.get("training", {}).get("epochs_completed"),
             final_metrics=report.get("final", {})),
-        companion=companion,
         checksum=checksum,
         ops=ops,
+        tensor_bytes=tensor_bytes,
     )

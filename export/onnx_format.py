@@ -1,8 +1,8 @@
 """ONNX files: conversion with tf2onnx, int8 with ONNX Runtime, metadata_props with a self-digest.
 
-ONNX has one graph per file, so the step form is a companion file
-(``model.step.onnx`` beside ``model.onnx``), each file carrying the full
-metadata and naming the other.
+ONNX has one graph per file: the file holds the sequence form (an ONNX ``Loop`` over the tokens),
+which is also the window form (a pre-padded window from the zero state) and the step form (one
+token), so each precision is one file with its weights stored once.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ from pathlib import Path
 import onnx
 
 from nextword.contract import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, PRECISIONS as
-                               _PRECISIONS, WINDOW)
+                               _PRECISIONS, SEQUENCE)
 from nextword.modelfile import onnx_digest, onnx_metadata_props
 
 PRECISIONS = _PRECISIONS["onnx"]
 OPSET = 17
 
 
-def convert(graphs, form: str) -> onnx.ModelProto:
+def convert(graphs) -> onnx.ModelProto:
     import tf2onnx
 
-    function = graphs.window if form == WINDOW else graphs.step
+    function = graphs.sequence
     proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=OPSET)
-    proto.graph.name = f"nextword_{form}"
+    proto.graph.name = f"nextword_{SEQUENCE}"
     return proto
 
 
@@ -39,17 +39,25 @@ def quantize_int8(proto: onnx.ModelProto, hidden_size: int) -> onnx.ModelProto:
     (98.3% vs 97.1%, and top-5 overlap 99% vs 91% on the tiny parity fixture). The big weights, the
     embedding and the softmax layer, are quantized.
     """
-    from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    shapes = {init.name: numpy_helper.to_array(init).shape for init in proto.graph.initializer}
-    cell = [node.name for node in proto.graph.node if node.op_type == "MatMul"
+    shapes = {init.name: tuple(init.dims) for init in proto.graph.initializer}
+    cell = [node.name for node in nodes(proto.graph) if node.op_type == "MatMul"  # in the Loop body too
             and any(shapes.get(name, (0,))[-1] == 4 * hidden_size for name in node.input)]
     with tempfile.TemporaryDirectory(prefix="nextword-onnx-") as tmp:
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(proto, source)
         quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=False, nodes_to_exclude=cell)
         return onnx.load_model(target)
+
+
+def nodes(graph):
+    """Every node of ``graph`` and of its subgraphs (the Loop's body)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from nodes(attribute.g)
 
 
 def with_metadata(proto: onnx.ModelProto, vocab_text: str, config_json: str) -> bytes:

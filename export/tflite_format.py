@@ -17,7 +17,8 @@ import flatbuffers
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
-from nextword.contract import CONFIG_NAME, PRECISIONS as _PRECISIONS, STEP, VOCAB_NAME, WINDOW
+from nextword.contract import CONFIG_NAME, FORMS, PRECISIONS as _PRECISIONS, VOCAB_NAME
+from nextword.export.tflite_quantize import quantize_weights
 
 PRECISIONS = _PRECISIONS["tflite"]
 METADATA_NAME = "TFLITE_METADATA"
@@ -25,16 +26,21 @@ _VOCABULARY_TYPE = 5  # AssociatedFileType.VOCABULARY in metadata_schema.fbs (si
 _DESCRIPTIONS_TYPE = 1
 
 
-def convert(saved_model_dir: Path, precision: str) -> bytes:
-    """Both signatures (``window``, ``step``) into one flatbuffer, builtin ops only."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[WINDOW, STEP])
+def convert(saved_model_dir: Path, precision: str, hidden_size: int) -> bytes:
+    """Every form's signature (``window``, ``step``, ``sequence``) in one flatbuffer, builtin ops only.
+
+    int8 is written by ``tflite_quantize`` from the float32 flatbuffer (its docstring says why not by
+    the converter); the LSTM kernels (``4 * hidden_size`` rows) compute in float32 there.
+    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=list(FORMS["tflite"]))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # never Flex / SELECT_TF_OPS
     if precision == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
-    return converter.convert()
+    flatbuffer = converter.convert()
+    if precision == "int8":
+        flatbuffer = quantize_weights(flatbuffer, float_rows=(4 * hidden_size,))
+    return flatbuffer
 
 
 def _model_metadata(description: str) -> bytes:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from nextword.context import window_ids
-from nextword.contract import UNSUPPORTED, model_file_names
+from nextword.contract import FORMAT_1_FILE_NAMES, model_file_names
 from nextword.engines import installed_engines
 from nextword.errors import NextwordError, UsageError
 from nextword.modelfile import read_model_file
@@ -97,7 +97,7 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
         session.suggest(3)
 
     session_word = timed(one_word, repeats)
-    # What a context of n words costs (the window form runs every step of the window today).
+    # What a context of n words costs: the sequence form runs n steps (the window form all of them).
     by_length = {}
     for count in sorted({n for n in (1, 3, 5, 10) if n < config.window} | {config.window}):
         text = " ".join((words * (count // len(words) + 1))[:count]) + " "
@@ -105,7 +105,7 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
     tokens = window_ids(predictor.context_ids("the company said it"), config.window)[None]  # (1, window)
     raw_window = timed(lambda: predictor.engine.window(tokens), repeats)
     row = {"file": path.name, "format": model.format, "precision": model.precision, "engine": engine,
-           "threads": threads, "size_bytes": path.stat().st_size + _companion_size(model),
+           "threads": threads, "size_bytes": path.stat().st_size,
            "suggest": percentiles(suggest), "suggest_p50_ms_by_context_words": by_length,
            "session_word": percentiles(session_word),
            "raw_window": percentiles(raw_window)}
@@ -120,18 +120,12 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
     return row
 
 
-def _companion_size(model) -> int:
-    companion = model.metadata.companion
-    path = model.path.parent / companion.file if companion else None
-    return path.stat().st_size if path and path.is_file() else 0
-
-
 def expand(paths: list[Path]) -> list[Path]:
     """Model files and run directories to measure: an export folder stands for the model files in it."""
     out = []
     for path in paths:
         if path.is_dir() and not (path / "config.json").is_file():
-            files = sorted(p for p in path.iterdir() if p.name in model_file_names() and ".step." not in p.name)
+            files = sorted(p for p in path.iterdir() if p.name in model_file_names() - set(FORMAT_1_FILE_NAMES))
             if not files:
                 raise UsageError(f"{path} holds neither a training run (config.json) nor model files from "
                                  "`nextword export`; give .tflite/.onnx files or a run directory")
@@ -173,8 +167,6 @@ def run_bench(paths: list[Path], *, threads: int = 1, repeats: int = 300, log=pr
             continue
         model = read_model_file(path)
         for engine in installed_engines(model.format):
-            if (model.format, model.precision, engine) in UNSUPPORTED:
-                continue
             rows.append(bench_file(path, engine, threads, repeats))
             r = rows[-1]
             log(f"{path.name} on {engine}: suggest p50 {r['suggest']['p50_ms']:.3f} ms, "

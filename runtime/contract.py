@@ -25,18 +25,19 @@ from nextword.errors import MetadataError, UsageError
 
 MODEL_FORMAT = "nextword.model"
 #: Bump when the embedded metadata changes incompatibly; readers refuse other versions.
-MODEL_FORMAT_VERSION = 1
+#: 2: the ``sequence`` form; one ONNX file per precision (format 1 had a step companion file).
+MODEL_FORMAT_VERSION = 2
 
 # ---------------------------------------------------------------- names in the graphs
-#: The two forms of every model: a whole pre-padded context, or one token with the LSTM state.
-WINDOW, STEP = "window", "step"
+#: The forms of a model: a whole pre-padded context; one token with the LSTM state; any number of
+#: tokens with the LSTM state (a loop: its cost follows the context's length).
+WINDOW, STEP, SEQUENCE = "window", "step", "sequence"
 #: Window form: ``tokens`` int32 (batch, window) -> ``probs`` float32 (batch, vocab).
 TOKENS, PROBS = "tokens", "probs"
 #: Step form: ``token`` int32 (batch,), ``h``/``c`` float32 (layers, batch, hidden) -> probs, h_out, c_out.
+#: Sequence form: ``tokens`` int32 (batch, steps), h, c -> probs, h_out, c_out.
 #: Outputs are not named like inputs: an output named ``h`` breaks tf2onnx's rewriters.
 TOKEN, H, C, H_OUT, C_OUT = "token", "h", "c", "h_out", "c_out"
-#: The ``graph`` field: which forms the file holds (a TFLite file has both signatures).
-BOTH_FORMS = f"{WINDOW}+{STEP}"
 
 PADDING_NOTE = ("id 0 is padding and is masked: it leaves the LSTM state unchanged, so a pre-padded window equals "
                 "the step form fed the same ids from zero h and c")
@@ -51,9 +52,10 @@ ENGINES: dict[str, tuple[str, ...]] = {"tflite": ("ai-edge-litert", "tflite-runt
 ALL_ENGINES: tuple[str, ...] = tuple(engine for fmt in FORMATS for engine in ENGINES[fmt])
 #: The pip extra that installs each engine.
 ENGINE_EXTRAS = {"ai-edge-litert": "litert", "tflite-runtime": "tflite", "onnxruntime": "onnx"}
-#: (format, precision, engine) cells known not to run, and the words their error must contain.
-#: tflite-runtime 2.14 predates FULLY_CONNECTED version 12, which TF 2.21's int8 files use.
-UNSUPPORTED = {("tflite", "int8", "tflite-runtime"): "install ai-edge-litert"}
+#: The forms each format's file holds. TFLite: three signatures over the same weights. ONNX has one
+#: graph per file: the sequence form, which is the window form (a pre-padded window from the zero
+#: state) and the step form (one token) too.
+FORMS: dict[str, tuple[str, ...]] = {"tflite": (WINDOW, STEP, SEQUENCE), "onnx": (SEQUENCE,)}
 
 # ------------------------------------------------------------- where the metadata lives
 #: TFLite: associated files in a zip appended to the flatbuffer.
@@ -66,22 +68,20 @@ ONNX_DIGEST_KEY = "nextword.sha256"
 DIGEST_PLACEHOLDER = "0" * 64
 
 
-def file_name(fmt: str, precision: str, graph: str = WINDOW) -> str:
-    """``model.tflite``, ``model.int8.tflite``, ``model.step.onnx`` ...: the names `nextword export` writes."""
-    stem = "model" if graph in (WINDOW, BOTH_FORMS) else "model.step"
+def file_name(fmt: str, precision: str) -> str:
+    """``model.tflite``, ``model.int8.tflite``, ``model.onnx`` ...: the names `nextword export` writes."""
     suffix = "" if precision == "float32" else f".{precision}"
-    return f"{stem}{suffix}.{fmt}"
+    return f"model{suffix}.{fmt}"
+
+
+#: The step companions of format 1's ONNX files: recognised in an export folder, so that exporting
+#: again over it (--overwrite) removes them.
+FORMAT_1_FILE_NAMES = ("model.step.onnx", "model.step.int8.onnx")
 
 
 def model_file_names() -> set[str]:
-    """Every file name `nextword export` may write (a folder's export is recognised by them)."""
-    names = set()
-    for fmt, precisions in PRECISIONS.items():
-        for precision in precisions:
-            names.add(file_name(fmt, precision))
-            if fmt == "onnx":
-                names.add(file_name(fmt, precision, STEP))
-    return names
+    """Every file name `nextword export` may write or have written (a folder's export is recognised by them)."""
+    return {file_name(fmt, p) for fmt, precisions in PRECISIONS.items() for p in precisions} | set(FORMAT_1_FILE_NAMES)
 
 
 def parse_selection(formats: list[str], precisions: list[str] | None) -> list[tuple[str, str]]:
@@ -158,24 +158,18 @@ class FormSpec:
         return cls(signature, specs["inputs"], specs["outputs"])
 
 
-def form_specs(config: ModelConfig) -> dict[str, FormSpec]:
-    """The window and step forms of a model of this shape, batch dynamic (-1)."""
-    batch = -1
+def form_specs(config: ModelConfig, fmt: str) -> dict[str, FormSpec]:
+    """The forms a ``fmt`` file of a model of this shape holds; -1 is a dynamic dimension (batch, steps)."""
+    batch = steps = -1
     state = TensorSpec("float32", (config.num_layers, batch, config.hidden_size))
     probs = TensorSpec("float32", (batch, config.vocab_size))
-    return {
+    recurrent = {PROBS: probs, H_OUT: state, C_OUT: state}
+    forms = {
         WINDOW: FormSpec(WINDOW, {TOKENS: TensorSpec("int32", (batch, config.window))}, {PROBS: probs}),
-        STEP: FormSpec(STEP, {TOKEN: TensorSpec("int32", (batch,)), H: state, C: state},
-                       {PROBS: probs, H_OUT: state, C_OUT: state}),
+        STEP: FormSpec(STEP, {TOKEN: TensorSpec("int32", (batch,)), H: state, C: state}, recurrent),
+        SEQUENCE: FormSpec(SEQUENCE, {TOKENS: TensorSpec("int32", (batch, steps)), H: state, C: state}, recurrent),
     }
-
-
-@dataclass(frozen=True)
-class Companion:
-    """ONNX holds one graph per file: the other form lives in this file beside it."""
-
-    file: str
-    graph: str
+    return {name: forms[name] for name in FORMS[fmt]}
 
 
 @dataclass(frozen=True)
@@ -211,7 +205,7 @@ class ModelMetadata:
     """Everything a device needs to run a model file, besides the vocabulary (stored beside it)."""
 
     precision: str
-    graph: str  # WINDOW, STEP or BOTH_FORMS
+    #: The file's forms (``FORMS[format]``), by name.
     forms: dict[str, FormSpec]
     model: ModelConfig
     #: Tokenizer settings as ``Tokenizer.settings()`` writes them (vocabulary size and sha256 included).
@@ -219,20 +213,20 @@ class ModelMetadata:
     special_ids: SpecialIds
     training: TrainingSummary = TrainingSummary()
     padding: str = PADDING_NOTE
-    companion: Companion | None = None
     #: TFLite: sha256 of the flatbuffer (ONNX keeps its digest in metadata_props instead).
     checksum: Checksum | None = None
     #: TFLite: the builtin operators the flatbuffer uses.
     ops: tuple[str, ...] | None = None
+    #: Bytes of the weights per group (embedding, lstm, projection, output, other constants), measured by
+    #: the exporter on the file's tensors (informational: `nextword inspect` shows them).
+    tensor_bytes: dict[str, int] | None = None
     nextword_version: str = __version__
     format: str = MODEL_FORMAT
     format_version: int = MODEL_FORMAT_VERSION
 
     def to_dict(self) -> dict:
         out = {"format": self.format, "format_version": self.format_version,
-               "nextword_version": self.nextword_version, "precision": self.precision, "graph": self.graph}
-        if self.companion:
-            out["companion"] = dataclasses.asdict(self.companion)
+               "nextword_version": self.nextword_version, "precision": self.precision}
         out.update({
             "forms": {name: form.to_dict() for name, form in self.forms.items()},
             "padding": self.padding,
@@ -245,37 +239,34 @@ class ModelMetadata:
             out["checksum"] = dataclasses.asdict(self.checksum)
         if self.ops is not None:
             out["ops"] = list(self.ops)
+        if self.tensor_bytes is not None:
+            out["tensor_bytes"] = dict(self.tensor_bytes)
         return out
 
     @classmethod
-    def from_dict(cls, data: Any) -> ModelMetadata:
-        """Parse and type-check; MetadataError names the first field that is missing or wrong."""
+    def from_dict(cls, data: Any, fmt: str) -> ModelMetadata:
+        """Parse and type-check the metadata of a ``fmt`` file; MetadataError names the first field that is wrong."""
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
             raise MetadataError("embedded config is not nextword model metadata")
         version = data.get("format_version")
+        written_by = f"nextword {data.get('nextword_version')}"
+        if isinstance(version, int) and not isinstance(version, bool) and 0 < version < MODEL_FORMAT_VERSION:
+            raise MetadataError(f"written in model-file format {version} by {written_by}; this nextword reads format "
+                                f"{MODEL_FORMAT_VERSION}: export the model again (nextword export RUN --out DIR)")
         if version != MODEL_FORMAT_VERSION or isinstance(version, bool):
-            raise MetadataError(f"metadata format {version!r} is not supported by this nextword (reads "
-                                f"{MODEL_FORMAT_VERSION}); written by nextword {data.get('nextword_version')}, "
-                                "upgrade nextword")
+            raise MetadataError(f"model-file format {version!r} is not supported by this nextword (reads "
+                                f"{MODEL_FORMAT_VERSION}); written by {written_by}, upgrade nextword")
         precision = _require(data, "precision", str, "")
-        graph = _require(data, "graph", str, "")
-        if graph not in (WINDOW, STEP, BOTH_FORMS):
-            raise MetadataError(f"embedded config field graph is {graph!r}; expected {WINDOW}, {STEP} or {BOTH_FORMS}")
         forms_raw = _require(data, "forms", dict, "")
         forms = {name: FormSpec.from_dict(spec, f"forms.{name}") for name, spec in forms_raw.items()}
-        expected_forms = {WINDOW, STEP} if graph == BOTH_FORMS else {graph}
-        if set(forms) != expected_forms:
-            raise MetadataError(f"embedded config lists forms {sorted(forms)} for graph {graph!r}; re-export the model")
+        if set(forms) != set(FORMS[fmt]):
+            raise MetadataError(f"embedded config lists forms {sorted(forms)}; a {fmt} file holds "
+                                f"{', '.join(FORMS[fmt])}: re-export the model")
         model_raw = _require(data, "model", dict, "")
         try:
             model = ModelConfig.from_dict(model_raw)
         except (UsageError, TypeError) as err:
             raise MetadataError(f"embedded model config is unusable ({err}); re-export the model") from None
-        companion_raw = _require(data, "companion", dict, "", optional=True)
-        companion = None
-        if companion_raw is not None:
-            companion = Companion(_require(companion_raw, "file", str, "companion"),
-                                  _require(companion_raw, "graph", str, "companion"))
         special_raw = _require(data, "special_ids", dict, "")
         special = SpecialIds(_require(special_raw, "pad", int, "special_ids"),
                              _require(special_raw, "unk", int, "special_ids", optional=True),
@@ -287,10 +278,14 @@ class ModelMetadata:
         checksum = None if checksum_raw is None else Checksum(_require(checksum_raw, "sha256", str, "checksum"),
                                                               _require(checksum_raw, "covers", str, "checksum"))
         ops = _require(data, "ops", list, "", optional=True)
+        tensor_bytes = _require(data, "tensor_bytes", dict, "", optional=True)
+        if tensor_bytes is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                for v in tensor_bytes.values()):
+            raise MetadataError("embedded config field tensor_bytes must map group names to byte counts")
         return cls(
-            precision=precision, graph=graph, forms=forms, model=model,
+            precision=precision, forms=forms, model=model,
             tokenizer=_require(data, "tokenizer", dict, ""), special_ids=special, training=training,
-            padding=_require(data, "padding", str, "", optional=True) or PADDING_NOTE, companion=companion,
-            checksum=checksum, ops=None if ops is None else tuple(str(op) for op in ops),
+            padding=_require(data, "padding", str, "", optional=True) or PADDING_NOTE,
+            checksum=checksum, ops=None if ops is None else tuple(str(op) for op in ops), tensor_bytes=tensor_bytes,
             nextword_version=str(data.get("nextword_version")), format=MODEL_FORMAT, format_version=version,
         )

@@ -2,7 +2,10 @@
 
 - TFLite: ai-edge-litert (preferred) or tflite-runtime, both through signature
   runners ``window`` and ``step`` of the same file.
-- ONNX: ONNX Runtime; the step graph is a companion file named in the metadata.
+- ONNX: ONNX Runtime, one graph: the sequence form, called as the window and step forms too.
+
+Every engine has ``window`` and ``step``; ``sequence`` (any number of tokens from a state) where
+the file has it (format 2 files all do), so that a context of n words costs n steps.
 
 Only files that ``read_model_file`` accepted (metadata present, checksum good)
 reach an engine. TFLite interpreters are not thread-safe, so each engine
@@ -18,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nextword.contract import (C, C_OUT, ENGINE_EXTRAS, ENGINES, H, H_OUT, PROBS, STEP, TOKEN, TOKENS, WINDOW,
-                               file_name)
-from nextword.errors import EngineError, ModelFileError
+from nextword.contract import C, C_OUT, ENGINE_EXTRAS, ENGINES, H, H_OUT, PROBS, SEQUENCE, STEP, TOKEN, TOKENS, WINDOW
+from nextword.errors import EngineError
 from nextword.modelfile import ModelFile, read_model_file
 
 _TFLITE_MODULES = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
@@ -47,6 +49,7 @@ class TFLiteEngine:
             signatures = self._interpreter.get_signature_list()
             self._window = self._interpreter.get_signature_runner(WINDOW)
             self._step = self._interpreter.get_signature_runner(STEP) if STEP in signatures else None
+            self._sequence = self._interpreter.get_signature_runner(SEQUENCE) if SEQUENCE in signatures else None
         except (ValueError, RuntimeError) as err:
             message = " ".join(str(err).split())
             hint = ""
@@ -59,6 +62,10 @@ class TFLiteEngine:
     @property
     def has_step(self) -> bool:
         return self._step is not None
+
+    @property
+    def has_sequence(self) -> bool:
+        return self._sequence is not None
 
     def io_names(self) -> dict[str, tuple[list[str], list[str]]]:
         """Form -> (input names, output names), as the engine sees them."""
@@ -75,12 +82,21 @@ class TFLiteEngine:
                                 C: np.ascontiguousarray(c, np.float32)})
         return out[PROBS], out[H_OUT], out[C_OUT]
 
+    def sequence(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
+        """(batch, steps) tokens from state h, c; the signature runner resizes to ``steps`` per call."""
+        with self._lock:
+            out = self._sequence(**{TOKENS: np.ascontiguousarray(tokens, np.int32),
+                                    H: np.ascontiguousarray(h, np.float32), C: np.ascontiguousarray(c, np.float32)})
+        return out[PROBS], out[H_OUT], out[C_OUT]
+
 
 class OnnxEngine:
-    name = "onnxruntime"
+    """One ONNX graph, the sequence form; the window and step forms are calls of it (``contract.FORMS``)."""
 
-    def __init__(self, graphs: dict[str, ModelFile], threads: int | None = None) -> None:
-        """``graphs`` maps "window" (required) and "step" (optional) to checked model files."""
+    name = "onnxruntime"
+    has_step = has_sequence = True
+
+    def __init__(self, model: ModelFile, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -88,50 +104,45 @@ class OnnxEngine:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        if WINDOW not in graphs:
-            step = graphs[STEP]
-            window_file = step.metadata.companion.file if step.metadata.companion else file_name("onnx", step.precision)
-            raise ModelFileError(f"{step.path.name} holds only the step graph; load its window file {window_file} "
-                                 "instead")
         try:
-            self._sessions = {graph: ort.InferenceSession(m.data, options, providers=["CPUExecutionProvider"])
-                              for graph, m in graphs.items()}
+            self._session = ort.InferenceSession(model.data, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
-            name = graphs[WINDOW].path.name
-            raise EngineError(f"onnxruntime cannot load {name}: {' '.join(str(err).split())[:300]}") from None
-
-    @classmethod
-    def for_file(cls, model: ModelFile, threads: int | None = None) -> OnnxEngine:
-        """The file's own graph plus its companion (the other form) when it lies beside it."""
-        graphs = {model.metadata.graph: model}
-        companion = model.metadata.companion
-        if companion and (model.path.parent / companion.file).is_file():
-            other = read_model_file(model.path.parent / companion.file)
-            if other.tokenizer.vocab_sha256() != model.tokenizer.vocab_sha256() or other.config != model.config \
-                    or other.metadata.graph == model.metadata.graph:
-                raise ModelFileError(f"{other.path.name} does not belong to {model.path.name} "
-                                     "(a different model); export them together again")
-            graphs[other.metadata.graph] = other
-        return cls(graphs, threads)
-
-    @property
-    def has_step(self) -> bool:
-        return STEP in self._sessions
+            raise EngineError(f"onnxruntime cannot load {model.path.name}: {' '.join(str(err).split())[:300]}") from None
+        self._zero_state = _ZeroState(model.config)
 
     def io_names(self) -> dict[str, tuple[list[str], list[str]]]:
-        return {form: (sorted(i.name for i in session.get_inputs()), sorted(o.name for o in session.get_outputs()))
-                for form, session in self._sessions.items()}
+        session = self._session
+        return {SEQUENCE: (sorted(i.name for i in session.get_inputs()), sorted(o.name for o in session.get_outputs()))}
 
-    def window(self, tokens: np.ndarray) -> np.ndarray:
-        return self._sessions[WINDOW].run([PROBS], {TOKENS: np.ascontiguousarray(tokens, np.int32)})[0]
-
-    def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
-        probs, h_out, c_out = self._sessions[STEP].run(
+    def sequence(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
+        probs, h_out, c_out = self._session.run(
             [PROBS, H_OUT, C_OUT],
-            {TOKEN: np.ascontiguousarray(token, np.int32), H: np.ascontiguousarray(h, np.float32),
+            {TOKENS: np.ascontiguousarray(tokens, np.int32), H: np.ascontiguousarray(h, np.float32),
              C: np.ascontiguousarray(c, np.float32)},
         )
         return probs, h_out, c_out
+
+    def window(self, tokens: np.ndarray) -> np.ndarray:
+        """A pre-padded window from the zero state: padding is masked, so this is the window form."""
+        zero = self._zero_state(len(tokens))
+        return self.sequence(tokens, zero, zero)[0]
+
+    def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
+        return self.sequence(np.asarray(token, np.int32).reshape(-1, 1), h, c)
+
+
+class _ZeroState:
+    """The zero h and c for a batch size, made once per size."""
+
+    def __init__(self, config) -> None:
+        self._shape = (config.num_layers, config.hidden_size)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, batch: int) -> np.ndarray:
+        if batch not in self._cache:
+            layers, hidden = self._shape
+            self._cache[batch] = np.zeros((layers, batch, hidden), np.float32)
+        return self._cache[batch]
 
 
 def open_engine(model: ModelFile | str | Path, engine: str | None = None, threads: int | None = None):
@@ -149,4 +160,4 @@ def open_engine(model: ModelFile | str | Path, engine: str | None = None, thread
                           f"install one: pip install \"nextword[{extra}]\"")
     if model.format == "tflite":
         return TFLiteEngine(model, available[0], threads)
-    return OnnxEngine.for_file(model, threads)
+    return OnnxEngine(model, threads)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from nextword.modelfile import ModelFile, read_model_file, zip_start
+from nextword.contract import TOKENS
+from nextword.modelfile import ModelFile, onnx_metadata_props, read_model_file, zip_start
 
 FIRST_WORDS = 12
 
@@ -35,8 +36,7 @@ def summary(model: ModelFile) -> dict:
         "format": model.format,
         "precision": model.precision,
         "size_bytes": len(model.data),
-        "graph": meta.graph,
-        "companion": dataclasses.asdict(meta.companion) if meta.companion else None,
+        "bytes": file_bytes(model),
         "forms": {name: form.to_dict() for name, form in meta.forms.items()},
         "vocab_size": tokenizer.vocab_size,
         "first_words": list(tokenizer.vocab[1:FIRST_WORDS + 1]),
@@ -50,7 +50,7 @@ def summary(model: ModelFile) -> dict:
                      else "whole file with the digest field blanked"},
         "vocab_sha256": {"sha256": tokenizer.vocab_sha256(), "verified": True},
         "nextword_version": meta.nextword_version,
-        "metadata_format_version": meta.format_version,
+        "format_version": meta.format_version,
     }
     if model.format == "tflite":
         info["associated_files_offset"] = zip_start(model.data)
@@ -58,8 +58,23 @@ def summary(model: ModelFile) -> dict:
     return info
 
 
-def _shape(spec: dict) -> str:
-    return f"{spec['dtype']}[{', '.join('batch' if d == -1 else str(d) for d in spec['shape'])}]"
+def file_bytes(model: ModelFile) -> dict[str, int]:
+    """The file's bytes by part: the weights per group (as the exporter measured them on the file's tensors),
+    the nextword metadata (vocabulary and config), and the rest (the graph: ops, tensor records, names)."""
+    weights = dict(model.metadata.tensor_bytes or {})
+    if model.format == "tflite":
+        metadata = len(model.data) - (zip_start(model.data) or len(model.data))
+    else:
+        metadata = sum(len(value.encode("utf-8")) for value, _, _ in onnx_metadata_props(model.data).values())
+    graph = len(model.data) - metadata - sum(weights.values())
+    return {**weights, "metadata": metadata, "graph and other": max(graph, 0)}
+
+
+def _shape(name: str, spec: dict) -> str:
+    """-1 is dynamic: the batch, and the number of steps in the sequence form's tokens (batch, steps)."""
+    dims = [str(d) if d != -1 else ("steps" if name == TOKENS and i == 1 else "batch")
+            for i, d in enumerate(spec["shape"])]
+    return f"{spec['dtype']}[{', '.join(dims)}]"
 
 
 def run(args) -> int:
@@ -77,11 +92,10 @@ def run(args) -> int:
         f"embedding {m['embedding_dim']}, vocab {m['vocab_size']}" + _output_layer(m),
     ]
     for name, form in info["forms"].items():
-        inputs = ", ".join(f"{k} {_shape(v)}" for k, v in form["inputs"].items())
-        outputs = ", ".join(f"{k} {_shape(v)}" for k, v in form["outputs"].items())
-        lines.append(f"  form {name:<7} signature '{form['signature']}': {inputs} -> {outputs}")
-    if info["companion"]:
-        lines.append(f"  companion    {info['companion']['graph']} form in {info['companion']['file']}")
+        inputs = ", ".join(f"{k} {_shape(k, v)}" for k, v in form["inputs"].items())
+        outputs = ", ".join(f"{k} {_shape(k, v)}" for k, v in form["outputs"].items())
+        lines.append(f"  form {name:<8} signature '{form['signature']}': {inputs} -> {outputs}")
+    lines.append("  bytes        " + ", ".join(f"{group} {size:,}" for group, size in info["bytes"].items()))
     if info.get("ops"):
         lines.append(f"  ops          {', '.join(info['ops'])}")
     training = info["training"] or {}
@@ -89,7 +103,7 @@ def run(args) -> int:
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k.startswith("val_")) or "no validation"
     lines.append(f"  trained on   {training.get('corpus')} ({training.get('mode')} mode, "
                  f"{training.get('epochs')} epochs; {metrics})")
-    lines.append(f"  written by   nextword {info['nextword_version']}, metadata format {info['metadata_format_version']}")
+    lines.append(f"  written by   nextword {info['nextword_version']}, model-file format {info['format_version']}")
     print("\n".join(lines))
     return 0
 

@@ -118,7 +118,7 @@ def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as err:
         raise ChecksumError(f"{path}: embedded metadata archive is damaged ({err}); re-export or re-copy the file"
                             ) from None
-    metadata = _parse_json(config_bytes, path)
+    metadata = _parse_json(config_bytes, path, "tflite")
     vocab_text = _utf8(vocab_bytes, path)
     if metadata.checksum is None:
         raise ChecksumError(f"{path} carries no checksum of its flatbuffer; re-export it with `nextword export`")
@@ -209,11 +209,11 @@ def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
     if actual != expected:
         raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {expected[:12]}..., "
                             f"found {actual[:12]}...); the file is damaged, re-export or re-copy it")
-    return _parse_json(props[ONNX_CONFIG_KEY][0].encode("utf-8"), path), props[ONNX_VOCAB_KEY][0], actual
+    return _parse_json(props[ONNX_CONFIG_KEY][0].encode("utf-8"), path, "onnx"), props[ONNX_VOCAB_KEY][0], actual
 
 
 # ------------------------------------------------------------------- common
-def _parse_json(raw: bytes, path: Path) -> ModelMetadata:
+def _parse_json(raw: bytes, path: Path, fmt: str) -> ModelMetadata:
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -221,7 +221,7 @@ def _parse_json(raw: bytes, path: Path) -> ModelMetadata:
     except (RecursionError, ValueError) as err:  # absurd nesting, a number with too many digits
         raise MetadataError(f"{path}: embedded nextword config is not usable JSON ({type(err).__name__})") from None
     try:
-        return ModelMetadata.from_dict(data)
+        return ModelMetadata.from_dict(data, fmt)
     except MetadataError as err:
         raise MetadataError(f"{path}: {err}") from None
 

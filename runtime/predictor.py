@@ -114,14 +114,22 @@ class Predictor:
         if not texts:
             return []
         splits = [self.completion_target(text) for text in texts]
-        batch = np.stack([window_ids(self.context_ids(context), self.config.window) for context, _ in splits])
-        probs = self.engine.window(batch)  # (n, vocab)
+        probs = self._forward([self.context_ids(context) for context, _ in splits])  # (n, vocab)
         return [self.rank(row, k, partial) for row, (_, partial) in zip(probs, splits)]
 
     def probabilities(self, text: str) -> np.ndarray:
-        """The model's (vocab,) distribution for the word after ``text`` (window form)."""
-        tokens = window_ids(self.context_ids(text), self.config.window)[None, :]  # (1, window)
-        return self.engine.window(tokens)[0]
+        """The model's (vocab,) distribution for the word after ``text``."""
+        return self._forward([self.context_ids(text)])[0]
+
+    def _forward(self, contexts: list[list[int]]) -> np.ndarray:
+        """(n, vocab) for contexts of ids: the sequence form over the longest one's steps (pre-padded: padding
+        is masked), so n words cost n LSTM steps; the whole window where the engine has no sequence form."""
+        steps = max(1, max(len(ids) for ids in contexts))  # an empty context: one padding step, the zero state
+        if not getattr(self.engine, "has_sequence", False) or steps >= self.config.window:
+            return self.engine.window(np.stack([window_ids(ids, self.config.window) for ids in contexts]))
+        tokens = np.stack([window_ids(ids, steps) for ids in contexts])
+        zero = np.zeros((self.config.num_layers, len(contexts), self.config.hidden_size), np.float32)
+        return self.engine.sequence(tokens, zero, zero)[0]
 
     def session(self) -> Session:
         from nextword.session import Session

@@ -163,7 +163,7 @@ class KerasEngine:
     """The Keras model behind the runtime's engine interface (window form only)."""
 
     name = "keras"
-    has_step = False
+    has_step = has_sequence = False
 
     def __init__(self, model: keras.Model) -> None:
         self.model = model

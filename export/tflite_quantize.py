@@ -1,0 +1,271 @@
+"""int8 TFLite written from the float32 file: every weight matrix stored once, as int8, with old ops only.
+
+TensorFlow's dynamic-range quantizer (``Optimize.DEFAULT``) leaves what this model needs on the table:
+it stores the tied embedding twice (a per-tensor copy for the lookup, a per-channel one for the
+softmax), keeps an untied embedding in float32, and writes FULLY_CONNECTED version 12, which
+tflite-runtime 2.14 (Raspberry Pi OS Bookworm's engine) cannot load. So the int8 file is the float32
+flatbuffer with its weight matrices rewritten:
+
+- each float32 matrix of at least ``MIN_ELEMENTS`` values whose every reader is a FULLY_CONNECTED
+  (as its weights) or a GATHER along axis 0 becomes int8 with one symmetric scale per row
+  (``max|row| / 127``): a row is a vocabulary word of the embedding and of the softmax, an output
+  unit of the LSTM kernel;
+- the row scales are one float32 vector, stored once. TFLite's own per-channel parameters would
+  repeat them, with an int64 zero point each, on every tensor that reads the matrix, once per
+  subgraph: 720 KB for a 10k vocabulary, more than the file may weigh;
+- the int8 tensor says "scale 1.0", so the ops compute with the integers, and the scales are
+  applied to their (small) outputs: FULLY_CONNECTED (the hybrid kernel, activations quantized per
+  row on the fly) -> MUL by the row scales -> ADD the float32 bias; GATHER returns int8 rows ->
+  DEQUANTIZE -> MUL by the gathered scales. Exactly ``W[r] = scale[r] * q[r]`` everywhere.
+
+``float_cell``: the LSTM kernels (``4 * hidden`` rows) are read through a DEQUANTIZE of the whole
+matrix (dequantized once, at the first call) by a float32 FULLY_CONNECTED, so the recurrent path
+sees no activation quantization. Every op used here exists in TFLite 2.3 and later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import flatbuffers
+import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema
+
+#: Smaller float constants (biases, shapes, slices) stay as they are.
+MIN_ELEMENTS = 1024
+_OPS = schema.BuiltinOperator
+_FLOAT32, _INT8 = schema.TensorType.FLOAT32, schema.TensorType.INT8
+#: Op versions that know what these ops are given here (tensorflow/lite/tools/versioning): GATHER 2
+#: (int8 params), DEQUANTIZE 2 (int8 input), FULLY_CONNECTED 9 (hybrid, asymmetric input quantization).
+_MIN_VERSIONS = {_OPS.GATHER: 2, _OPS.DEQUANTIZE: 2, _OPS.FULLY_CONNECTED: 9}
+
+
+def quantize_weights(flatbuffer: bytes, *, float_rows: tuple[int, ...] = ()) -> bytes:
+    """The float32 flatbuffer with its weight matrices in int8 (see the module docstring).
+
+    ``float_rows``: matrices with this many rows are computed in float32 (dequantized once), not by
+    the hybrid kernel; the exporter passes the LSTM kernels' ``4 * hidden``.
+    """
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            op.inputs, op.outputs = [int(i) for i in op.inputs], [int(i) for i in op.outputs]  # writable lists
+    _share_identical_buffers(model)
+    scales = _quantize_buffers(model, _quantizable_buffers(model))
+    for subgraph in model.subgraphs:
+        _Rewriter(model, subgraph, scales, float_rows).run()
+    _drop_unused_buffers(model)
+    builder = flatbuffers.Builder(len(flatbuffer))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _builtin(model, op) -> int:
+    code = model.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def _buffer_bytes(model, index: int) -> bytes:
+    data = model.buffers[index].data
+    return b"" if data is None else np.asarray(data, np.uint8).tobytes()
+
+
+def _share_identical_buffers(model) -> None:
+    """Point every tensor at the first buffer holding the same bytes (the converter may copy a matrix)."""
+    first: dict[bytes, int] = {}
+    alias: dict[int, int] = {}
+    for index in range(len(model.buffers)):
+        data = _buffer_bytes(model, index)
+        if len(data) >= 4 * MIN_ELEMENTS:
+            alias[index] = first.setdefault(hashlib.sha256(data).digest(), index)
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            tensor.buffer = alias.get(tensor.buffer, tensor.buffer)
+
+
+def _quantizable_buffers(model) -> dict[int, tuple[int, int]]:
+    """Buffer -> (rows, columns) of the float32 matrices every reader of which can take int8 rows."""
+    shapes: dict[int, tuple[int, int]] = {}
+    refused: set[int] = set()
+    for subgraph in model.subgraphs:
+        for index, tensor in enumerate(subgraph.tensors):
+            data = model.buffers[tensor.buffer].data if tensor.buffer else None
+            if data is None or tensor.type != _FLOAT32 or tensor.shape is None or len(tensor.shape) != 2:
+                continue
+            rows, columns = (int(d) for d in tensor.shape)
+            if rows * columns < MIN_ELEMENTS or len(data) != 4 * rows * columns:
+                continue
+            shapes[tensor.buffer] = (rows, columns)
+            for op in subgraph.operators:
+                for slot, read in enumerate(op.inputs):
+                    if read == index and not _takes_int8_rows(model, op, slot):
+                        refused.add(tensor.buffer)
+            if index in subgraph.outputs:
+                refused.add(tensor.buffer)
+    return {buffer: shape for buffer, shape in shapes.items() if buffer not in refused}
+
+
+def _takes_int8_rows(model, op, slot: int) -> bool:
+    kind = _builtin(model, op)
+    if kind == _OPS.FULLY_CONNECTED:
+        options = op.builtinOptions
+        return slot == 1 and options is not None and options.fusedActivationFunction == 0 \
+            and options.weightsFormat == 0
+    if kind == _OPS.GATHER:
+        options = op.builtinOptions
+        return slot == 0 and (options is None or (options.axis == 0 and options.batchDims == 0))
+    return False
+
+
+def _quantize_buffers(model, shapes: dict[int, tuple[int, int]]) -> dict[int, int]:
+    """Each matrix -> int8 rows in place, and a new float32 buffer of its row scales; returns matrix -> scales."""
+    scale_buffers = {}
+    for index, (rows, columns) in shapes.items():
+        weights = np.frombuffer(_buffer_bytes(model, index), np.float32).reshape(rows, columns)
+        peak = np.max(np.abs(weights), axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        quantized = np.clip(np.round(weights / scale[:, None]), -127, 127).astype(np.int8)
+        model.buffers[index].data = quantized.reshape(-1).view(np.uint8)
+        buffer = schema.BufferT()
+        buffer.data = scale.view(np.uint8)
+        model.buffers.append(buffer)
+        scale_buffers[index] = len(model.buffers) - 1
+    return scale_buffers
+
+
+def _opcode_index(model, builtin: int) -> int:
+    for index, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            code.version = max(code.version, _MIN_VERSIONS.get(builtin, 1))
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode = builtin, min(builtin, 127)
+    code.version = _MIN_VERSIONS.get(builtin, 1)
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+class _Rewriter:
+    """One subgraph: int8 tensors for the quantized matrices, and the ops that apply their row scales."""
+
+    def __init__(self, model, subgraph, scale_buffers: dict[int, int], float_rows: tuple[int, ...]) -> None:
+        self.model, self.subgraph, self.scale_buffers, self.float_rows = model, subgraph, scale_buffers, float_rows
+        self.scale_tensors: dict[tuple[int, bool], int] = {}
+        self.dequantized: dict[int, int] = {}
+
+    def run(self) -> None:
+        weights = {index for index, tensor in enumerate(self.subgraph.tensors) if tensor.buffer in self.scale_buffers}
+        for index in weights:
+            tensor = self.subgraph.tensors[index]
+            tensor.type, tensor.quantization = _INT8, _unit_scale()
+        operators = []
+        for op in self.subgraph.operators:
+            before, after = [], []
+            kind = _builtin(self.model, op)
+            if kind == _OPS.FULLY_CONNECTED and op.inputs[1] in weights:
+                weight = op.inputs[1]
+                if self.subgraph.tensors[weight].shape[0] in self.float_rows:
+                    op.inputs[1] = self._dequantized(weight, before)
+                else:
+                    op.builtinOptions.asymmetricQuantizeInputs = True
+                    _opcode_index(self.model, _OPS.FULLY_CONNECTED)
+                after = self._scale_outputs(op, weight)
+            elif kind == _OPS.GATHER and op.inputs[0] in weights:
+                _opcode_index(self.model, _OPS.GATHER)
+                after = self._scale_rows(op)
+            operators.extend(before + [op] + after)
+        self.subgraph.operators = operators
+
+    # ------------------------------------------------------------ building blocks
+    def _tensor(self, like, type_: int, name: str, *, shape=None, buffer: int = 0, quantization=None) -> int:
+        tensor = schema.TensorT()
+        if shape is None:
+            tensor.shape, tensor.shapeSignature = like.shape, like.shapeSignature
+        else:
+            tensor.shape = tensor.shapeSignature = np.asarray(shape, np.int32)
+        tensor.hasRank = True
+        tensor.type, tensor.buffer, tensor.name, tensor.quantization = type_, buffer, name.encode(), quantization
+        self.subgraph.tensors.append(tensor)
+        return len(self.subgraph.tensors) - 1
+
+    def _op(self, builtin: int, inputs: list[int], outputs: list[int], options_type: int = 0, options=None):
+        op = schema.OperatorT()
+        op.opcodeIndex = _opcode_index(self.model, builtin)
+        op.inputs, op.outputs = inputs, outputs
+        op.builtinOptionsType, op.builtinOptions = options_type, options
+        return op
+
+    def _binary(self, builtin: int, inputs: list[int], output: int):
+        options = schema.MulOptionsT() if builtin == _OPS.MUL else schema.AddOptionsT()
+        options.fusedActivationFunction = 0
+        kind = schema.BuiltinOptions.MulOptions if builtin == _OPS.MUL else schema.BuiltinOptions.AddOptions
+        return self._op(builtin, inputs, [output], kind, options)
+
+    def _scales(self, weight: int, column: bool) -> int:
+        """The matrix's row scales as a tensor of this subgraph: (rows,) or, ``column``, (rows, 1)."""
+        key = (weight, column)
+        if key not in self.scale_tensors:
+            source = self.subgraph.tensors[weight]
+            rows = int(source.shape[0])
+            self.scale_tensors[key] = self._tensor(source, _FLOAT32, f"{source.name.decode()}/row_scales",
+                                                   shape=(rows, 1) if column else (rows,),
+                                                   buffer=self.scale_buffers[source.buffer])
+        return self.scale_tensors[key]
+
+    def _dequantized(self, weight: int, before: list) -> int:
+        """A float32 copy of the int8 matrix (still unscaled integers), dequantized once per subgraph."""
+        if weight not in self.dequantized:
+            source = self.subgraph.tensors[weight]
+            copy = self._tensor(source, _FLOAT32, f"{source.name.decode()}/integers")
+            before.append(self._op(_OPS.DEQUANTIZE, [weight], [copy]))
+            self.dequantized[weight] = copy
+        return self.dequantized[weight]
+
+    def _scale_outputs(self, op, weight: int) -> list:
+        """FULLY_CONNECTED x . q[r] -> * scale[r] -> + bias[r] (the bias moved out of the op)."""
+        output = self.subgraph.tensors[op.outputs[0]]
+        raw = self._tensor(output, _FLOAT32, f"{output.name.decode()}/unscaled")
+        bias = op.inputs[2] if len(op.inputs) > 2 else -1
+        final = op.outputs[0]
+        op.outputs = [raw]
+        if len(op.inputs) > 2:
+            op.inputs[2] = -1
+        if bias < 0:
+            return [self._binary(_OPS.MUL, [raw, self._scales(weight, False)], final)]
+        scaled = self._tensor(output, _FLOAT32, f"{output.name.decode()}/scaled")
+        return [self._binary(_OPS.MUL, [raw, self._scales(weight, False)], scaled),
+                self._binary(_OPS.ADD, [scaled, bias], final)]
+
+    def _scale_rows(self, op) -> list:
+        """GATHER of int8 rows -> DEQUANTIZE -> * the same rows' scales (a second, float32 GATHER)."""
+        weight, ids = op.inputs[0], op.inputs[1]
+        output = self.subgraph.tensors[op.outputs[0]]
+        final = op.outputs[0]
+        rows = self._tensor(output, _INT8, f"{output.name.decode()}/int8", quantization=_unit_scale())
+        integers = self._tensor(output, _FLOAT32, f"{output.name.decode()}/integers")
+        row_scales = self._tensor(output, _FLOAT32, f"{output.name.decode()}/row_scales",
+                                  shape=[*output.shape[:-1], 1])
+        if output.shapeSignature is not None:  # dynamic dimensions (batch, sequence) stay dynamic
+            self.subgraph.tensors[row_scales].shapeSignature = np.asarray([*output.shapeSignature[:-1], 1], np.int32)
+        op.outputs = [rows]
+        gather_options = schema.GatherOptionsT()
+        return [self._op(_OPS.DEQUANTIZE, [rows], [integers]),
+                self._op(_OPS.GATHER, [self._scales(weight, True), ids], [row_scales],
+                         schema.BuiltinOptions.GatherOptions, gather_options),
+                self._binary(_OPS.MUL, [integers, row_scales], final)]
+
+
+def _unit_scale():
+    """int8 read as the integers themselves; the row scales are applied by the ops after."""
+    params = schema.QuantizationParametersT()
+    params.scale, params.zeroPoint, params.quantizedDimension = [1.0], [0], 0
+    return params
+
+
+def _drop_unused_buffers(model) -> None:
+    """Empty the buffers no tensor reads any more (copies merged by ``_share_identical_buffers``)."""
+    used = {tensor.buffer for subgraph in model.subgraphs for tensor in subgraph.tensors}
+    used.update(entry.buffer for entry in model.metadata or [])
+    for index, buffer in enumerate(model.buffers):
+        if index not in used and buffer.data is not None:
+            buffer.data = None
