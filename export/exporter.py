@@ -139,6 +139,7 @@ def _validate_and_place(out: Path, name: str, data: bytes, fmt: str, precision: 
         pass
     entry = {
         "path": name,
+        "files": [name],  # the export folder's list of what it holds (format 1 listed two ONNX files here)
         "format": fmt,
         "precision": precision,
         "forms": list(FORMS[fmt]),  # what the file holds; "validation" has every form measured through them

@@ -143,8 +143,7 @@ def test_an_export_folder_holds_one_model(exported, tmp_path, seed_corpus, capsy
     (out / "NOTES.md").write_text("mine")
     assert cli.main(["export", str(run_b), "--out", str(out), "--formats", "onnx", "--precisions", "float32",
                      "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["NOTES.md", "export_report.json", "model.onnx",
-                                                     "model.step.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["NOTES.md", "export_report.json", "model.onnx"]
     assert json.loads((out / "export_report.json").read_text())["run_dir"] == str(run_b)
     # A folder of unrelated documents is never exported into.
     docs = tmp_path / "docs"
@@ -340,8 +339,8 @@ def test_model_settings_are_the_model_configs_fields(tmp_path, seed_corpus):
 
 # --------------------------------------------------------------------- the typed model-file contract
 @pytest.mark.parametrize("path, value", [(("model", "vocab_size"), "."), (("model", "window"), 4.0),
-                                         (("model", "window"), 1_000_000_000), (("graph",), "x"),
-                                         (("special_ids", "eos"), float("nan")), (("companion",), 3),
+                                         (("model", "window"), 1_000_000_000), (("forms",), {}),
+                                         (("special_ids", "eos"), float("nan")), (("tensor_bytes",), {"lstm": -1}),
                                          (("forms",), [])])
 def test_a_wrong_field_type_is_a_metadata_error(exported, path, value):
     from nextword.contract import ModelMetadata
@@ -350,10 +349,10 @@ def test_a_wrong_field_type_is_a_metadata_error(exported, path, value):
 
     _, models, _ = exported
     data = read_model_file(models / "model.onnx").metadata.to_dict()
-    assert ModelMetadata.from_dict(data).to_dict() == data  # round trip
+    assert ModelMetadata.from_dict(data, "onnx").to_dict() == data  # round trip
     target = data
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
     with pytest.raises(MetadataError):
-        ModelMetadata.from_dict(data)
+        ModelMetadata.from_dict(data, "onnx")

@@ -42,7 +42,7 @@ def matches(pattern: str, key: str) -> bool:
 
 
 @pytest.mark.parametrize("name", ["model.tflite", "model.float16.tflite", "model.int8.tflite", "model.onnx",
-                                  "model.step.onnx", "model.int8.onnx", "model.step.int8.onnx"])
+                                  "model.int8.onnx"])
 def test_every_exported_file_matches_the_documented_keys(exported, name):
     _, models, _ = exported
     keys = documented_keys()

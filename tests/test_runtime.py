@@ -17,6 +17,7 @@ import pytest
 from nextword import Predictor, Suggestion
 from nextword.context import window_ids
 from nextword.errors import EngineError, UsageError
+from nextword.modelfile import read_model_file, zip_start
 
 from conftest import run_cli
 
@@ -276,16 +277,35 @@ def test_keyboard_falls_back_to_line_mode_without_a_terminal(exported):
     assert f"[1] {expected}" in result.stdout
 
 
-def test_session_without_a_step_graph_falls_back_to_the_window_form(exported, tmp_path):
+def test_a_format_1_file_is_refused_with_one_line_saying_to_export_again(exported, tmp_path, capsys):
+    from nextword import cli
+    from nextword.export.tflite_format import associated_files_zip
+
     _, models, _ = exported
-    (tmp_path / "model.onnx").write_bytes((models / "model.onnx").read_bytes())  # no model.step.onnx beside it
-    predictor = Predictor.load(tmp_path / "model.onnx")
-    assert not predictor.engine.has_step
-    session = predictor.session()
-    typed = "i like the train today we see some coffee good night thank you".split()
-    for count, word in enumerate(typed, start=1):
-        session.feed(word)
-        assert session.suggest(3) == predictor.suggest(" ".join(typed[:count]) + " ", 3)
-    for count in range(len(typed) - 1, 0, -1):
-        session.backspace()
-        assert session.suggest(3) == predictor.suggest(" ".join(typed[:count]) + " ", 3)
+    model = read_model_file(models / "model.tflite")
+    old = {**model.metadata.to_dict(), "format_version": 1, "graph": "window+step", "nextword_version": "0.0.9"}
+    path = tmp_path / "model.tflite"
+    path.write_bytes(model.data[:zip_start(model.data)] + associated_files_zip(model.tokenizer.vocab_text(),
+                                                                              json.dumps(old)))
+    assert cli.main(["predict", str(path), "hello"]) == 1
+    err = capsys.readouterr().err
+    assert "format 1" in err and "export the model again" in err and err.count("\n") == 1
+
+
+def test_suggest_runs_as_many_steps_as_the_context_has_words(exported):
+    """Cost follows the context: the engine is asked for n steps, not the window's (the real engine, recorded)."""
+    _, models, _ = exported
+    predictor = Predictor.load(models / "model.int8.tflite")
+    calls = []
+    engine = predictor.engine
+    real = engine.sequence
+    engine.sequence = lambda tokens, h, c: calls.append(tokens.shape) or real(tokens, h, c)
+    context = predictor.context_ids("we want some tea")
+    window = predictor.config.window
+    for text in ("we want some tea", "tea", ""):
+        words = [s.word for s in predictor.suggest(text + " ", 3)]
+        full = engine.window(window_ids(predictor.context_ids(text), window)[None])[0]  # every step of the window
+        assert words == [s.word for s in predictor.rank(full, 3)]
+    assert calls[0] == (1, len(context)) and calls[1] == (1, len(predictor.context_ids("tea")))
+    batch = predictor.suggest_batch(["we want some tea", "tea"], 3)
+    assert calls[-1] == (2, len(context)) and [s.word for s in batch[1]] == [s.word for s in predictor.suggest("tea", 3)]
