@@ -112,7 +112,7 @@ def _tflite_bytes(saved_model: Path, loaded: LoadedRun, precision: str) -> bytes
 
 def _onnx_bytes(float_proto, loaded: LoadedRun, precision: str) -> bytes:
     if precision == "int8":
-        proto = onnx_format.quantize_int8(float_proto, loaded.config.hidden_size)
+        proto = onnx_format.quantize_int8(float_proto, loaded.config)
     else:
         proto = type(float_proto).FromString(float_proto.SerializeToString())  # a copy: metadata is set in place
     metadata = build_metadata(loaded, "onnx", precision, tensor_bytes=sizes.onnx_tensor_bytes(proto, loaded.config))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from nextword.contract import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, PRECISIONS as
@@ -29,26 +30,100 @@ def convert(graphs) -> onnx.ModelProto:
     return proto
 
 
-def quantize_int8(proto: onnx.ModelProto, hidden_size: int) -> onnx.ModelProto:
-    """ONNX Runtime dynamic quantization: int8 weights (MatMulInteger, ONNX Runtime contrib ops).
+def quantize_int8(proto: onnx.ModelProto, config) -> onnx.ModelProto:
+    """int8 weights everywhere, the tied matrix once; float32 activations on the recurrent path.
 
-    The LSTM cell's matmuls stay float32: dynamic quantization also quantizes each matmul's input
-    activations with one scale per call, and on the recurrent path that error compounds step after
-    step (measured with onnxruntime 1.32 on the default model: top-1 agreement 91.8% with the cell
-    quantized, 98.3% without). Per-tensor weight scales measured better than per-channel there
-    (98.3% vs 97.1%, and top-5 overlap 99% vs 91% on the tiny parity fixture). The big weights, the
-    embedding and the softmax layer, are quantized.
+    The embedding and the softmax: ONNX Runtime's dynamic quantization (int8 weights with one
+    per-tensor scale, ``MatMulInteger`` on the softmax input quantized per call; per-tensor measured
+    better than per-channel: top-1 98.3% vs 97.1% on the default model, top-5 overlap 99% vs 91% on
+    the tiny parity fixture). A tied model's lookup then reads the softmax's int8 matrix (``_tie``).
+    The LSTM kernels: int8 with one scale per output column, dequantized to float32 once per call
+    (``_weight_only``): dynamic quantization would also quantize the cell's input activations with one
+    scale per call, an error that compounds step after step (top-1 91.8% on the default model with
+    onnxruntime 1.32, against 98.3% with the cell in float32).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    cell_columns = 4 * config.hidden_size
     shapes = {init.name: tuple(init.dims) for init in proto.graph.initializer}
     cell = [node.name for node in nodes(proto.graph) if node.op_type == "MatMul"  # in the Loop body too
-            and any(shapes.get(name, (0,))[-1] == 4 * hidden_size for name in node.input)]
+            and any(shapes.get(name, (0,))[-1] == cell_columns for name in node.input)]
     with tempfile.TemporaryDirectory(prefix="nextword-onnx-") as tmp:
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(proto, source)
         quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=False, nodes_to_exclude=cell)
-        return onnx.load_model(target)
+        quantized = onnx.load_model(target)
+    if config.tie_embeddings:
+        _tie(quantized, config)
+    _weight_only(quantized, cell_columns)
+    return quantized
+
+
+def _initializers(graph) -> dict:
+    return {init.name: init for init in graph.initializer}
+
+
+def _tie(proto: onnx.ModelProto, config) -> None:
+    """The lookup reads the softmax's int8 matrix (E transposed, ``[E, vocab]``) along axis 1, then
+    dequantizes and transposes the few rows it took: the tied matrix stored once, as int8."""
+    from onnx import helper
+
+    graph = proto.graph
+    inits = _initializers(graph)
+    softmax = next(n for n in graph.node if n.op_type == "MatMulInteger"
+                   and tuple(inits[n.input[1]].dims) == (config.projection_dim, config.vocab_size))
+    weight, weight_zero = softmax.input[1], softmax.input[3]
+    weight_scale = weight.removesuffix("_quantized") + "_scale"  # ONNX Runtime's names for its per-tensor scale
+    if weight_scale not in inits:
+        raise RuntimeError(f"onnxruntime's quantizer left no {weight_scale}: cannot share the tied matrix")
+    gather = next(n for n in graph.node if n.op_type == "Gather" and n.input[0] in inits
+                  and tuple(inits[n.input[0]].dims) == (config.vocab_size, config.embedding_dim))
+    dequantize = next(n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] == gather.output[0])
+    old = [gather.input[0], dequantize.input[1], dequantize.input[2]]
+    columns = f"{gather.output[0]}/columns"
+    dequantized = f"{gather.output[0]}/columns_float"
+    rank = 3  # ids (batch, steps) -> gathered (E, batch, steps)
+    replacement = [
+        helper.make_node("Gather", [weight, gather.input[1]], [columns], axis=1, name=f"{gather.name}/tied"),
+        helper.make_node("DequantizeLinear", [columns, weight_scale, weight_zero], [dequantized],
+                         name=f"{dequantize.name}/tied"),
+        helper.make_node("Transpose", [dequantized], [dequantize.output[0]], perm=[*range(1, rank), 0],
+                         name=f"{gather.name}/rows"),
+    ]
+    index = list(graph.node).index(gather)
+    kept = [n for n in graph.node if n is not gather and n is not dequantize]
+    del graph.node[:]
+    graph.node.extend(kept[:index] + replacement + kept[index:])
+    still_read = {name for n in nodes(graph) for name in n.input}
+    for name in old:
+        if name not in still_read and name in inits:
+            graph.initializer.remove(inits[name])
+
+
+def _weight_only(proto: onnx.ModelProto, columns: int) -> None:
+    """Float32 matrices with ``columns`` columns (the LSTM kernels) -> int8 with one scale per column, and a
+    DequantizeLinear at the top of the graph that gives their old name back (the Loop body reads it)."""
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    added = []
+    for init in list(graph.initializer):
+        if init.data_type != onnx.TensorProto.FLOAT or len(init.dims) != 2 or init.dims[1] != columns:
+            continue
+        weights = numpy_helper.to_array(init)
+        peak = np.max(np.abs(weights), axis=0)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        quantized = np.clip(np.round(weights / scale), -127, 127).astype(np.int8)
+        graph.initializer.remove(init)
+        graph.initializer.extend([numpy_helper.from_array(quantized, f"{init.name}_int8"),
+                                  numpy_helper.from_array(scale, f"{init.name}_column_scale"),
+                                  numpy_helper.from_array(np.zeros(columns, np.int8), f"{init.name}_column_zero")])
+        added.append(helper.make_node("DequantizeLinear", [f"{init.name}_int8", f"{init.name}_column_scale",
+                                                           f"{init.name}_column_zero"], [init.name], axis=1,
+                                      name=f"{init.name}/dequantize"))
+    nodes_now = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(added + nodes_now)
 
 
 def nodes(graph):

@@ -4,9 +4,9 @@ Run by `tests/parity/run.sh` in runtime-only environments (no TensorFlow):
 
     NEXTWORD_PARITY_DIR=build/parity NEXTWORD_PARITY_OUT=build/parity/rows-litert.jsonl pytest tests/parity
 
-Each (model, format, precision, engine) cell measures the window and step forms against Keras, the
-window against the step form, and suggest() against the raw engine output; cells that cannot run on an
-engine must fail with their documented error. Every cell appends one row per form to the JSONL file that
+Each (model, format, precision, engine) cell measures the window, step and sequence forms against Keras
+(the sequence form on each context's own words, as suggest() runs it), the window against the step form,
+and suggest() against the raw engine output. Every cell appends one row per form to the JSONL file that
 `matrix.py` prints (and checks for missing cells).
 """
 
@@ -24,10 +24,9 @@ from hypothesis import strategies as st
 
 from nextword import Predictor
 from nextword.context import window_ids
-from nextword.contract import ENGINES, PRECISIONS, UNSUPPORTED
+from nextword.contract import ENGINES, PRECISIONS
 from nextword.engines import installed_engines, open_engine
-from nextword.errors import EngineError
-from nextword.export.validate import TOLERANCES, compare, failures  # numpy only: no TensorFlow needed
+from nextword.export.validate import TOLERANCES, compare, failures, sequence_probs  # numpy only: no TensorFlow
 from nextword.modelfile import read_model_file
 
 ROOT = Path(os.environ.get("NEXTWORD_PARITY_DIR", "build/parity"))
@@ -68,20 +67,13 @@ def test_cell(model, fmt, precision, engine):
             "python": f"{sys.version_info.major}.{sys.version_info.minor}", "numpy": np.__version__}
     path = model_path(model, fmt, precision)
     checked = read_model_file(path)
-    expected_error = UNSUPPORTED.get((fmt, precision, engine))
-    if expected_error:
-        with pytest.raises(EngineError) as info:
-            open_engine(checked, engine)
-        message = str(info.value)
-        assert expected_error in message and "\n" not in message
-        record({**base, "form": "-", "status": "unsupported (documented error)", "error": message[-120:]})
-        return
     engine_object = open_engine(checked, engine)
     reference = np.load(ROOT / model / "reference.npz")
     contexts, keras_probs = reference["contexts"], reference["probs"]
     config = checked.config
     window = engine_object.window(contexts)
     step = step_through(engine_object, contexts, config.num_layers, config.hidden_size)
+    sequence = sequence_probs(engine_object, contexts, config)
     window_vs_step = compare(window, step)
 
     predictor = Predictor(checked.tokenizer, checked.config, engine_object, checked)
@@ -89,11 +81,14 @@ def test_cell(model, fmt, precision, engine):
     suggest_matches = True
     for text in texts:
         context, prefix = predictor.completion_target(text)
-        raw = engine_object.window(window_ids(predictor.context_ids(context), config.window)[None])[0]
+        ids = predictor.context_ids(context)
+        zero = np.zeros((config.num_layers, 1, config.hidden_size), np.float32)
+        raw = engine_object.sequence(window_ids(ids, max(1, len(ids)))[None], zero, zero)[0][0] \
+            if len(ids) < config.window else engine_object.window(window_ids(ids, config.window)[None])[0]
         expected = predictor.rank(raw, 3, prefix)
         suggest_matches &= predictor.suggest(text, 3) == expected
     problems = []
-    for form, output in (("window", window), ("step", step)):
+    for form, output in (("window", window), ("step", step), ("sequence", sequence)):
         measures = compare(keras_probs, output)
         misses = failures(measures, TOLERANCES[precision])
         problems += [f"{form}: {m}" for m in misses]
