@@ -115,6 +115,8 @@ def _onnx_bytes(float_proto, loaded: LoadedRun, precision: str) -> bytes:
         proto = onnx_format.quantize_int8(float_proto, loaded.config)
     else:
         proto = type(float_proto).FromString(float_proto.SerializeToString())  # a copy: metadata is set in place
+        if loaded.config.tie_embeddings:
+            onnx_format.tie_float(proto, loaded.config)
     metadata = build_metadata(loaded, "onnx", precision, tensor_bytes=sizes.onnx_tensor_bytes(proto, loaded.config))
     return onnx_format.with_metadata(proto, loaded.tokenizer.vocab_text(),
                                      json.dumps(metadata.to_dict(), indent=1, ensure_ascii=False))

@@ -59,6 +59,30 @@ def quantize_int8(proto: onnx.ModelProto, config) -> onnx.ModelProto:
     return quantized
 
 
+def tie_float(proto: onnx.ModelProto, config) -> None:
+    """A tied float32 model's softmax reads the embedding itself (``Gemm`` with ``transB``), not the transposed
+    copy tf2onnx folds for ``MatMul``: the tied matrix stored once."""
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = _initializers(graph)
+    gather = next(n for n in graph.node if n.op_type == "Gather" and n.input[0] in inits
+                  and tuple(inits[n.input[0]].dims) == (config.vocab_size, config.embedding_dim))
+    embedding = numpy_helper.to_array(inits[gather.input[0]])
+    for node in graph.node:
+        if node.op_type == "MatMul" and node.input[1] in inits and \
+                tuple(inits[node.input[1]].dims) == (config.projection_dim, config.vocab_size) and \
+                np.array_equal(numpy_helper.to_array(inits[node.input[1]]), embedding.T):
+            copy = node.input[1]
+            gemm = helper.make_node("Gemm", [node.input[0], gather.input[0]], list(node.output), transB=1,
+                                    name=f"{node.name}/tied")
+            index = list(graph.node).index(node)
+            graph.node.remove(node)
+            graph.node.insert(index, gemm)
+            graph.initializer.remove(inits[copy])
+            return
+
+
 def _initializers(graph) -> dict:
     return {init.name: init for init in graph.initializer}
 

@@ -2,10 +2,9 @@
 
     tensor_bytes(flatbuffer_or_proto, config)  # {"embedding": 1280000, "lstm": 394240, "output": 40004, ...}
 
-A constant is put in a group by its shape and by what reads it: a vocabulary-sized matrix read by a
-lookup (GATHER) is the embedding (in a tied model the softmax reads it too, and it is counted once,
-there), one read otherwise is the output layer; ``4 * hidden`` belongs to the LSTM, the projection's
-width to the projection. int8 files count their row scales with the matrix they scale. The exporter
+A constant is put in a group by what reads it and by its shape: one read by a lookup (GATHER) is the
+embedding (in a tied model the softmax reads it too, and it is counted once, there); ``4 * hidden``
+belongs to the LSTM; a vocabulary-sized one is the output layer; the projection's width, the projection. int8 files count their row scales with the matrix they scale. The exporter
 writes these figures into the metadata, where `nextword inspect` shows them beside the metadata's own bytes.
 """
 
@@ -22,10 +21,12 @@ GROUPS = ("embedding", "lstm", "projection", "output", "other constants")
 
 
 def _group(shape: tuple[int, ...], looked_up: bool, config: ModelConfig) -> str:
-    if config.vocab_size in shape:
-        return "embedding" if looked_up else "output"
-    if 4 * config.hidden_size in shape:
+    if looked_up:
+        return "embedding"
+    if 4 * config.hidden_size in shape:  # before the vocabulary: an LSTM kernel may have vocab_size input rows
         return "lstm"
+    if config.vocab_size in shape:
+        return "output"
     if config.projection_dim and config.projection_dim in shape and len(shape) <= 2:
         return "projection"
     return "other constants"

@@ -369,3 +369,25 @@ def test_float16_is_judged_where_a_user_sees_it():
     big = reference[rows, second] >= 0.02
     off[rows[big], second[big]] *= 1.05
     assert any("top_relative_error" in f for f in validate.failures(validate.compare(reference, off), tolerance))
+
+
+@pytest.mark.parametrize("name", ["model.tflite", "model.float16.tflite", "model.int8.tflite", "model.onnx",
+                                  "model.int8.onnx"])
+def test_the_tied_matrix_is_stored_once(exported, name):
+    """The fixture ties its softmax to its embedding: every file holds that (vocab x embedding) matrix once."""
+    import onnx
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    _, models, _ = exported
+    model = read_model_file(models / name)
+    config = model.config
+    assert config.tie_embeddings
+    matrix = sorted((config.vocab_size, config.embedding_dim))
+    if name.endswith(".onnx"):
+        graph = onnx.load_from_string(model.data).graph
+        copies = [i.name for i in graph.initializer if sorted(i.dims) == matrix]
+    else:
+        flat = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model.data[:zip_start(model.data)], 0))
+        copies = {t.buffer for g in flat.subgraphs for t in g.tensors
+                  if t.buffer and flat.buffers[t.buffer].data is not None and sorted(t.shape) == matrix}
+    assert len(copies) == 1, copies
