@@ -5,8 +5,8 @@ resource variables; see docs in the README), so the exporter writes the LSTM
 cell out by hand from ``model.get_weights()``, weights as constants:
 
 - ``window(tokens (batch, window) int32) -> probs (batch, vocab)``: the cell
-  unrolled over the fixed window, padding (id 0) masked exactly as Keras'
-  ``mask_zero`` does: a padded position leaves h and c unchanged.
+  over the fixed window from the zero state, padding (id 0) masked exactly as
+  Keras' ``mask_zero`` does: a padded position leaves h and c unchanged.
 - ``step(token (batch,) int32, h (layers, batch, hidden), c (layers, batch, hidden))
   -> probs, h_out, c_out``: one token for a keyboard that types word by word.
   From the zero state, feeding a context's ids one at a time gives the window
@@ -134,19 +134,11 @@ class InferenceGraphs(tf.Module):
         return tf.nn.softmax(logits + weights["dense_bias"])  # (batch, vocab)
 
     def _window(self, tokens):
-        weights = self._constants()
-        embedded = tf.gather(weights["embedding"], tokens)  # (batch, window, E)
-        keep = tf.cast(tf.not_equal(tokens, 0), tf.float32)  # (batch, window)
-        zeros = tf.zeros(tf.stack([tf.shape(tokens)[0], self.config.hidden_size]), tf.float32)
-        h = [zeros] * self.config.num_layers
-        c = [zeros] * self.config.num_layers
-        for t in range(self.config.window):
-            x = embedded[:, t, :]
-            keep_t = keep[:, t : t + 1]
-            for layer in range(self.config.num_layers):
-                h[layer], c[layer] = self._cell(weights, layer, x, h[layer], c[layer], keep_t)
-                x = h[layer]
-        return {PROBS: self._probs(weights, h[-1])}
+        """The sequence loop over the window from the zero state. A loop, not the window unrolled: the
+        unrolled graph held one copy of the cell's ops per step (most of a small file's bytes), and
+        XNNPACK packed the LSTM kernel once per step (slower than the loop's single packed copy)."""
+        zeros = tf.zeros(tf.stack([self.config.num_layers, tf.shape(tokens)[0], self.config.hidden_size]), tf.float32)
+        return {PROBS: self._sequence(tokens, zeros, zeros)[PROBS]}
 
     def _step(self, token, h, c):
         weights = self._constants()

@@ -6,6 +6,8 @@
 - A folder holding another model's export is refused, unless ``overwrite``: then the files that
   export wrote (named in its report) are deleted first, and nothing else.
 - A folder of anything else (documents, a run directory) is refused, overwrite or not.
+- The same model exported in an older model-file format (the report's ``model_format_version``;
+  format 1 had none): the files that export wrote are deleted, unusable by this nextword.
 The report is rewritten after every file placed, so a killed export leaves a folder that says
 what it holds.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nextword.contract import model_file_names
+from nextword.contract import MODEL_FORMAT_VERSION, model_file_names
 from nextword.errors import RunDirError
 from nextword.fileio import atomic_write_text, ensure_writable_dir
 
@@ -52,6 +54,13 @@ class ExportDir:
                     if previous is None or path.name in listed:
                         path.unlink()
                 self.report_path.unlink(missing_ok=True)
+            elif previous.get("model_format_version") != MODEL_FORMAT_VERSION:
+                # The same model, exported by a nextword that wrote another model-file format (format 1 had
+                # ONNX step companions): files this nextword refuses. Exporting again replaces all of them.
+                listed = {name for entry in previous.get("files", []) for name in entry.get("files", [])}
+                for path in ours:
+                    if path.name in listed:
+                        path.unlink()
             else:
                 self.kept_entries = [e for e in previous.get("files", [])
                                      if all((self.path / name).is_file() for name in e.get("files", []))]
@@ -74,7 +83,7 @@ class ExportDir:
         """The report with this export's entries plus the kept ones (replaced by name), written atomically."""
         new_names = {entry["path"] for entry in entries}
         files = [e for e in self.kept_entries if e.get("path") not in new_names] + entries
-        full = {**report, "model_sha256": self.model_sha256, "files": files,
+        full = {**report, "model_sha256": self.model_sha256, "model_format_version": MODEL_FORMAT_VERSION, "files": files,
                 "passed": all(e.get("passed", False) for e in files)}
         atomic_write_text(self.report_path, json.dumps(full, indent=2, ensure_ascii=False) + "\n")
         return full

@@ -10,7 +10,9 @@ flatbuffer with its weight matrices rewritten:
   (as its weights) or a GATHER along axis 0 becomes int8 with one symmetric scale per row
   (``max|row| / 127``): a row is a vocabulary word of the embedding and of the softmax, an output
   unit of the LSTM kernel;
-- the row scales are one float32 vector, stored once. TFLite's own per-channel parameters would
+- a matrix that only a lookup reads (an untied embedding) has one scale instead: GATHER returns its
+  int8 rows and a DEQUANTIZE applies that scale (no per-row vector to store);
+- the row scales are one vector, stored once. TFLite's own per-channel parameters would
   repeat them, with an int64 zero point each, on every tensor that reads the matrix, once per
   subgraph: 720 KB for a 10k vocabulary, more than the file may weigh;
 - the int8 tensor says "scale 1.0", so the ops compute with the integers, and the scales are
@@ -18,7 +20,11 @@ flatbuffer with its weight matrices rewritten:
   row on the fly) -> MUL by the row scales -> ADD the float32 bias; GATHER returns int8 rows ->
   DEQUANTIZE -> MUL by the gathered scales. Exactly ``W[r] = scale[r] * q[r]`` everywhere.
 
-``float_cell``: the LSTM kernels (``4 * hidden`` rows) are read through a DEQUANTIZE of the whole
+The vectors of at least ``MIN_ELEMENTS`` values that the added ops read (the row scales, the softmax
+bias) are stored in float16 and read through a DEQUANTIZE (relative error 2^-11, invisible in the
+probabilities; 20 KB each for a 10k vocabulary).
+
+``float_rows``: the LSTM kernels (``4 * hidden`` rows) are read through a DEQUANTIZE of the whole
 matrix (dequantized once, at the first call) by a float32 FULLY_CONNECTED, so the recurrent path
 sees no activation quantization. Every op used here exists in TFLite 2.3 and later.
 """
@@ -38,6 +44,8 @@ _FLOAT32, _INT8 = schema.TensorType.FLOAT32, schema.TensorType.INT8
 #: Op versions that know what these ops are given here (tensorflow/lite/tools/versioning): GATHER 2
 #: (int8 params), DEQUANTIZE 2 (int8 input), FULLY_CONNECTED 9 (hybrid, asymmetric input quantization).
 _MIN_VERSIONS = {_OPS.GATHER: 2, _OPS.DEQUANTIZE: 2, _OPS.FULLY_CONNECTED: 9}
+#: The TFLite release that introduced FULLY_CONNECTED version 9, the newest op version written here.
+MIN_RUNTIME_VERSION = "2.3.0"
 
 
 def quantize_weights(flatbuffer: bytes, *, float_rows: tuple[int, ...] = ()) -> bytes:
@@ -51,10 +59,13 @@ def quantize_weights(flatbuffer: bytes, *, float_rows: tuple[int, ...] = ()) -> 
         for op in subgraph.operators:
             op.inputs, op.outputs = [int(i) for i in op.inputs], [int(i) for i in op.outputs]  # writable lists
     _share_identical_buffers(model)
-    scales = _quantize_buffers(model, _quantizable_buffers(model))
+    shapes, lookup_only = _quantizable_buffers(model)
+    row_scales, tensor_scales = _quantize_buffers(model, shapes, lookup_only)
     for subgraph in model.subgraphs:
-        _Rewriter(model, subgraph, scales, float_rows).run()
+        _Rewriter(model, subgraph, row_scales, tensor_scales, float_rows).run()
+    _halve_vectors(model)
     _drop_unused_buffers(model)
+    _set_min_runtime_version(model, MIN_RUNTIME_VERSION)
     builder = flatbuffers.Builder(len(flatbuffer))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
@@ -83,10 +94,12 @@ def _share_identical_buffers(model) -> None:
             tensor.buffer = alias.get(tensor.buffer, tensor.buffer)
 
 
-def _quantizable_buffers(model) -> dict[int, tuple[int, int]]:
-    """Buffer -> (rows, columns) of the float32 matrices every reader of which can take int8 rows."""
+def _quantizable_buffers(model) -> tuple[dict[int, tuple[int, int]], set[int]]:
+    """Buffer -> (rows, columns) of the float32 matrices every reader of which can take int8 rows; and those of
+    them that only a lookup (GATHER) reads."""
     shapes: dict[int, tuple[int, int]] = {}
     refused: set[int] = set()
+    multiplied: set[int] = set()
     for subgraph in model.subgraphs:
         for index, tensor in enumerate(subgraph.tensors):
             data = model.buffers[tensor.buffer].data if tensor.buffer else None
@@ -100,9 +113,12 @@ def _quantizable_buffers(model) -> dict[int, tuple[int, int]]:
                 for slot, read in enumerate(op.inputs):
                     if read == index and not _takes_int8_rows(model, op, slot):
                         refused.add(tensor.buffer)
+                    if read == index and _builtin(model, op) != _OPS.GATHER:
+                        multiplied.add(tensor.buffer)
             if index in subgraph.outputs:
                 refused.add(tensor.buffer)
-    return {buffer: shape for buffer, shape in shapes.items() if buffer not in refused}
+    kept = {buffer: shape for buffer, shape in shapes.items() if buffer not in refused}
+    return kept, set(kept) - multiplied
 
 
 def _takes_int8_rows(model, op, slot: int) -> bool:
@@ -117,11 +133,19 @@ def _takes_int8_rows(model, op, slot: int) -> bool:
     return False
 
 
-def _quantize_buffers(model, shapes: dict[int, tuple[int, int]]) -> dict[int, int]:
-    """Each matrix -> int8 rows in place, and a new float32 buffer of its row scales; returns matrix -> scales."""
-    scale_buffers = {}
+def _quantize_buffers(model, shapes: dict[int, tuple[int, int]], lookup_only: set[int]
+                      ) -> tuple[dict[int, int], dict[int, float]]:
+    """Each matrix -> int8 in place. Returns matrix -> the new float32 buffer of its row scales, and, for a
+    matrix only looked up, matrix -> its one scale instead (its rows are dequantized by DEQUANTIZE itself)."""
+    scale_buffers, tensor_scales = {}, {}
     for index, (rows, columns) in shapes.items():
         weights = np.frombuffer(_buffer_bytes(model, index), np.float32).reshape(rows, columns)
+        if index in lookup_only:
+            peak = float(np.max(np.abs(weights)))
+            tensor_scales[index] = peak / 127.0 if peak > 0 else 1.0
+            quantized = np.clip(np.round(weights / tensor_scales[index]), -127, 127).astype(np.int8)
+            model.buffers[index].data = quantized.reshape(-1).view(np.uint8)
+            continue
         peak = np.max(np.abs(weights), axis=1)
         scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
         quantized = np.clip(np.round(weights / scale[:, None]), -127, 127).astype(np.int8)
@@ -130,7 +154,7 @@ def _quantize_buffers(model, shapes: dict[int, tuple[int, int]]) -> dict[int, in
         buffer.data = scale.view(np.uint8)
         model.buffers.append(buffer)
         scale_buffers[index] = len(model.buffers) - 1
-    return scale_buffers
+    return scale_buffers, tensor_scales
 
 
 def _opcode_index(model, builtin: int) -> int:
@@ -148,16 +172,22 @@ def _opcode_index(model, builtin: int) -> int:
 class _Rewriter:
     """One subgraph: int8 tensors for the quantized matrices, and the ops that apply their row scales."""
 
-    def __init__(self, model, subgraph, scale_buffers: dict[int, int], float_rows: tuple[int, ...]) -> None:
+    def __init__(self, model, subgraph, scale_buffers: dict[int, int], tensor_scales: dict[int, float],
+                 float_rows: tuple[int, ...]) -> None:
         self.model, self.subgraph, self.scale_buffers, self.float_rows = model, subgraph, scale_buffers, float_rows
+        self.tensor_scales = tensor_scales
         self.scale_tensors: dict[tuple[int, bool], int] = {}
         self.dequantized: dict[int, int] = {}
 
     def run(self) -> None:
         weights = {index for index, tensor in enumerate(self.subgraph.tensors) if tensor.buffer in self.scale_buffers}
+        looked_up = {index for index, tensor in enumerate(self.subgraph.tensors) if tensor.buffer in self.tensor_scales}
         for index in weights:
             tensor = self.subgraph.tensors[index]
             tensor.type, tensor.quantization = _INT8, _unit_scale()
+        for index in looked_up:
+            tensor = self.subgraph.tensors[index]
+            tensor.type, tensor.quantization = _INT8, _unit_scale(self.tensor_scales[tensor.buffer])
         operators = []
         for op in self.subgraph.operators:
             before, after = [], []
@@ -173,6 +203,9 @@ class _Rewriter:
             elif kind == _OPS.GATHER and op.inputs[0] in weights:
                 _opcode_index(self.model, _OPS.GATHER)
                 after = self._scale_rows(op)
+            elif kind == _OPS.GATHER and op.inputs[0] in looked_up:
+                _opcode_index(self.model, _OPS.GATHER)
+                after = self._dequantize_rows(op)
             operators.extend(before + [op] + after)
         self.subgraph.operators = operators
 
@@ -236,6 +269,15 @@ class _Rewriter:
         return [self._binary(_OPS.MUL, [raw, self._scales(weight, False)], scaled),
                 self._binary(_OPS.ADD, [scaled, bias], final)]
 
+    def _dequantize_rows(self, op) -> list:
+        """GATHER of int8 rows (the matrix's one scale) -> DEQUANTIZE: a matrix that is only looked up."""
+        output = self.subgraph.tensors[op.outputs[0]]
+        rows = self._tensor(output, _INT8, f"{output.name.decode()}/int8",
+                            quantization=_unit_scale(self.tensor_scales[self.subgraph.tensors[op.inputs[0]].buffer]))
+        final = op.outputs[0]
+        op.outputs = [rows]
+        return [self._op(_OPS.DEQUANTIZE, [rows], [final])]
+
     def _scale_rows(self, op) -> list:
         """GATHER of int8 rows -> DEQUANTIZE -> * the same rows' scales (a second, float32 GATHER)."""
         weight, ids = op.inputs[0], op.inputs[1]
@@ -255,10 +297,60 @@ class _Rewriter:
                 self._binary(_OPS.MUL, [integers, row_scales], final)]
 
 
-def _unit_scale():
-    """int8 read as the integers themselves; the row scales are applied by the ops after."""
+def _halve_vectors(model) -> None:
+    """Float32 vectors (``[n]`` or ``[n, 1]``, n >= MIN_ELEMENTS) read only by MUL, ADD or GATHER -> float16,
+    each reader given a float32 copy made by a DEQUANTIZE (one per subgraph, before its first reader)."""
+    readers_ok = {_OPS.MUL, _OPS.ADD, _OPS.GATHER}
+    candidates: set[int] = set()
+    refused: set[int] = set()
+    for subgraph in model.subgraphs:
+        for index, tensor in enumerate(subgraph.tensors):
+            data = model.buffers[tensor.buffer].data if tensor.buffer else None
+            shape = tuple(int(d) for d in tensor.shape) if tensor.shape is not None else ()
+            if data is None or tensor.type != _FLOAT32 or not shape or shape[0] < MIN_ELEMENTS \
+                    or int(np.prod(shape)) != shape[0]:
+                continue
+            candidates.add(tensor.buffer)
+            for op in subgraph.operators:
+                if index in op.inputs and (_builtin(model, op) not in readers_ok
+                                           or (_builtin(model, op) == _OPS.GATHER and op.inputs[0] != index)):
+                    refused.add(tensor.buffer)
+            if index in subgraph.outputs:
+                refused.add(tensor.buffer)
+    halved = candidates - refused
+    for buffer in halved:
+        values = np.frombuffer(_buffer_bytes(model, buffer), np.float32)
+        model.buffers[buffer].data = values.astype(np.float16).view(np.uint8)
+    dequantize = _opcode_index(model, _OPS.DEQUANTIZE) if halved else None
+    for subgraph in model.subgraphs:
+        vectors = {i for i, t in enumerate(subgraph.tensors) if t.buffer in halved}
+        copies: dict[int, int] = {}
+        operators = []
+        for op in subgraph.operators:
+            for slot, read in enumerate(op.inputs):
+                if read in vectors:
+                    if read not in copies:
+                        source = subgraph.tensors[read]
+                        copy = schema.TensorT()
+                        copy.shape, copy.shapeSignature, copy.hasRank = source.shape, source.shapeSignature, True
+                        copy.type, copy.buffer, copy.name = _FLOAT32, 0, source.name + b"/float32"
+                        subgraph.tensors.append(copy)
+                        copies[read] = len(subgraph.tensors) - 1
+                        dequantize_op = schema.OperatorT()
+                        dequantize_op.opcodeIndex, dequantize_op.inputs = dequantize, [read]
+                        dequantize_op.outputs = [copies[read]]
+                        operators.append(dequantize_op)
+                    op.inputs[slot] = copies[read]
+            operators.append(op)
+        for index in vectors:
+            subgraph.tensors[index].type = schema.TensorType.FLOAT16
+        subgraph.operators = operators
+
+
+def _unit_scale(scale: float = 1.0):
+    """Symmetric int8 with one scale; 1.0: read as the integers themselves, the row scales applied after."""
     params = schema.QuantizationParametersT()
-    params.scale, params.zeroPoint, params.quantizedDimension = [1.0], [0], 0
+    params.scale, params.zeroPoint, params.quantizedDimension = [float(scale)], [0], 0
     return params
 
 
@@ -269,3 +361,10 @@ def _drop_unused_buffers(model) -> None:
     for index, buffer in enumerate(model.buffers):
         if index not in used and buffer.data is not None:
             buffer.data = None
+
+
+def _set_min_runtime_version(model, version: str) -> None:
+    """The converter's ``min_runtime_version`` entry (16 bytes, NUL-padded) raised to what the int8 ops need."""
+    for entry in model.metadata or []:
+        if entry.name == b"min_runtime_version":
+            model.buffers[entry.buffer].data = np.frombuffer(version.encode().ljust(16, b"\0"), np.uint8)

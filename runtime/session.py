@@ -85,7 +85,7 @@ class Session:
     def _advance(self, ids: list[int], h: np.ndarray, c: np.ndarray):
         """State and probabilities after ``ids[-1]``, given the state after ``ids[:-1]``."""
         engine = self.predictor.engine
-        if not engine.has_step:  # an ONNX window file without its step companion
+        if not engine.has_step:  # an engine without a step form (the Keras model in training)
             probs = engine.window(window_ids(ids, self._window)[None, :])
             return probs[0], h, c
         probs, h, c = engine.step(np.array([ids[-1]], np.int32), h, c)

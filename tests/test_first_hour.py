@@ -122,6 +122,25 @@ def test_samples_come_from_the_users_own_corpus(tmp_path):
 
 
 # ---------------------------------------------------------------------- 4. one export per folder
+def test_exporting_again_over_a_format_1_folder_removes_its_files(exported, tmp_path):
+    """Format 1 wrote ONNX step companions; this nextword refuses those files, so exporting the same model again
+    deletes what that export listed (and nothing else)."""
+    import hashlib
+
+    run, _, _ = exported
+    out = tmp_path / "old"
+    out.mkdir()
+    for name in ("model.onnx", "model.step.onnx", "NOTES.md"):
+        (out / name).write_text("old")
+    (out / "export_report.json").write_text(json.dumps({
+        "model_sha256": hashlib.sha256((run / "model.keras").read_bytes()).hexdigest(),
+        "files": [{"path": "model.onnx", "files": ["model.onnx", "model.step.onnx"]}]}))
+    assert cli.main(["export", str(run), "--out", str(out), "--formats", "tflite", "--precisions", "float32"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["NOTES.md", "export_report.json", "model.tflite"]
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["model_format_version"] == 2 and [e["path"] for e in report["files"]] == ["model.tflite"]
+
+
 def test_an_export_folder_holds_one_model(exported, tmp_path, seed_corpus, capsys):
     run_a, _, _ = exported
     run_b = tmp_path / "b"
