@@ -100,7 +100,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
 
 def _tflite_bytes(saved_model: Path, loaded: LoadedRun, precision: str) -> bytes:
     flatbuffer = tflite_format.with_metadata_entry(
-        tflite_format.convert(saved_model, precision, loaded.config.hidden_size),
+        tflite_format.convert(saved_model, precision),
         f"Next-word LSTM ({precision}); vocabulary in vocab.txt, config in nextword.json")
     metadata = build_metadata(loaded, "tflite", precision,
                               tensor_bytes=sizes.tflite_tensor_bytes(flatbuffer, loaded.config),

@@ -26,11 +26,11 @@ _VOCABULARY_TYPE = 5  # AssociatedFileType.VOCABULARY in metadata_schema.fbs (si
 _DESCRIPTIONS_TYPE = 1
 
 
-def convert(saved_model_dir: Path, precision: str, hidden_size: int) -> bytes:
+def convert(saved_model_dir: Path, precision: str) -> bytes:
     """Every form's signature (``window``, ``step``, ``sequence``) in one flatbuffer, builtin ops only.
 
     int8 is written by ``tflite_quantize`` from the float32 flatbuffer (its docstring says why not by
-    the converter); the LSTM kernels (``4 * hidden_size`` rows) compute in float32 there.
+    the converter).
     """
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=list(FORMS["tflite"]))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # never Flex / SELECT_TF_OPS
@@ -39,7 +39,7 @@ def convert(saved_model_dir: Path, precision: str, hidden_size: int) -> bytes:
         converter.target_spec.supported_types = [tf.float16]
     flatbuffer = converter.convert()
     if precision == "int8":
-        flatbuffer = quantize_weights(flatbuffer, float_rows=(4 * hidden_size,))
+        flatbuffer = quantize_weights(flatbuffer)
     return flatbuffer
 
 

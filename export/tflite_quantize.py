@@ -24,9 +24,11 @@ The vectors of at least ``MIN_ELEMENTS`` values that the added ops read (the row
 bias) are stored in float16 and read through a DEQUANTIZE (relative error 2^-11, invisible in the
 probabilities; 20 KB each for a 10k vocabulary).
 
-``float_rows``: the LSTM kernels (``4 * hidden`` rows) are read through a DEQUANTIZE of the whole
-matrix (dequantized once, at the first call) by a float32 FULLY_CONNECTED, so the recurrent path
-sees no activation quantization. Every op used here exists in TFLite 2.3 and later.
+The LSTM kernels are hybrid too. TFLite's hybrid kernel quantizes its input per row, asymmetrically (not
+with one scale per call, which made ONNX Runtime's int8 cell drift): measured on the ptb preset model
+after 2 epochs, top-1 agreement 99.4% with a hybrid cell against 99.5% with the cell dequantized to
+float32, and a 5-word ``sequence`` call 0.135 ms against 0.246 ms. Every op used here exists in
+TFLite 2.3 and later.
 """
 
 from __future__ import annotations
@@ -48,12 +50,8 @@ _MIN_VERSIONS = {_OPS.GATHER: 2, _OPS.DEQUANTIZE: 2, _OPS.FULLY_CONNECTED: 9}
 MIN_RUNTIME_VERSION = "2.3.0"
 
 
-def quantize_weights(flatbuffer: bytes, *, float_rows: tuple[int, ...] = ()) -> bytes:
-    """The float32 flatbuffer with its weight matrices in int8 (see the module docstring).
-
-    ``float_rows``: matrices with this many rows are computed in float32 (dequantized once), not by
-    the hybrid kernel; the exporter passes the LSTM kernels' ``4 * hidden``.
-    """
+def quantize_weights(flatbuffer: bytes) -> bytes:
+    """The float32 flatbuffer with its weight matrices in int8 (see the module docstring)."""
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
     for subgraph in model.subgraphs:
         for op in subgraph.operators:
@@ -62,7 +60,7 @@ def quantize_weights(flatbuffer: bytes, *, float_rows: tuple[int, ...] = ()) -> 
     shapes, lookup_only = _quantizable_buffers(model)
     row_scales, tensor_scales = _quantize_buffers(model, shapes, lookup_only)
     for subgraph in model.subgraphs:
-        _Rewriter(model, subgraph, row_scales, tensor_scales, float_rows).run()
+        _Rewriter(model, subgraph, row_scales, tensor_scales).run()
     _halve_vectors(model)
     _drop_unused_buffers(model)
     _set_min_runtime_version(model, MIN_RUNTIME_VERSION)
@@ -172,12 +170,9 @@ def _opcode_index(model, builtin: int) -> int:
 class _Rewriter:
     """One subgraph: int8 tensors for the quantized matrices, and the ops that apply their row scales."""
 
-    def __init__(self, model, subgraph, scale_buffers: dict[int, int], tensor_scales: dict[int, float],
-                 float_rows: tuple[int, ...]) -> None:
-        self.model, self.subgraph, self.scale_buffers, self.float_rows = model, subgraph, scale_buffers, float_rows
-        self.tensor_scales = tensor_scales
+    def __init__(self, model, subgraph, scale_buffers: dict[int, int], tensor_scales: dict[int, float]) -> None:
+        self.model, self.subgraph, self.scale_buffers, self.tensor_scales = model, subgraph, scale_buffers, tensor_scales
         self.scale_tensors: dict[tuple[int, bool], int] = {}
-        self.dequantized: dict[int, int] = {}
 
     def run(self) -> None:
         weights = {index for index, tensor in enumerate(self.subgraph.tensors) if tensor.buffer in self.scale_buffers}
@@ -190,23 +185,19 @@ class _Rewriter:
             tensor.type, tensor.quantization = _INT8, _unit_scale(self.tensor_scales[tensor.buffer])
         operators = []
         for op in self.subgraph.operators:
-            before, after = [], []
+            after = []
             kind = _builtin(self.model, op)
             if kind == _OPS.FULLY_CONNECTED and op.inputs[1] in weights:
-                weight = op.inputs[1]
-                if self.subgraph.tensors[weight].shape[0] in self.float_rows:
-                    op.inputs[1] = self._dequantized(weight, before)
-                else:
-                    op.builtinOptions.asymmetricQuantizeInputs = True
-                    _opcode_index(self.model, _OPS.FULLY_CONNECTED)
-                after = self._scale_outputs(op, weight)
+                op.builtinOptions.asymmetricQuantizeInputs = True
+                _opcode_index(self.model, _OPS.FULLY_CONNECTED)
+                after = self._scale_outputs(op, op.inputs[1])
             elif kind == _OPS.GATHER and op.inputs[0] in weights:
                 _opcode_index(self.model, _OPS.GATHER)
                 after = self._scale_rows(op)
             elif kind == _OPS.GATHER and op.inputs[0] in looked_up:
                 _opcode_index(self.model, _OPS.GATHER)
                 after = self._dequantize_rows(op)
-            operators.extend(before + [op] + after)
+            operators.extend([op] + after)
         self.subgraph.operators = operators
 
     # ------------------------------------------------------------ building blocks
@@ -244,15 +235,6 @@ class _Rewriter:
                                                    shape=(rows, 1) if column else (rows,),
                                                    buffer=self.scale_buffers[source.buffer])
         return self.scale_tensors[key]
-
-    def _dequantized(self, weight: int, before: list) -> int:
-        """A float32 copy of the int8 matrix (still unscaled integers), dequantized once per subgraph."""
-        if weight not in self.dequantized:
-            source = self.subgraph.tensors[weight]
-            copy = self._tensor(source, _FLOAT32, f"{source.name.decode()}/integers")
-            before.append(self._op(_OPS.DEQUANTIZE, [weight], [copy]))
-            self.dequantized[weight] = copy
-        return self.dequantized[weight]
 
     def _scale_outputs(self, op, weight: int) -> list:
         """FULLY_CONNECTED x . q[r] -> * scale[r] -> + bias[r] (the bias moved out of the op)."""
