@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -345,6 +346,21 @@ def test_inspect_names_the_output_layer(exported, capsys):
     model_line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("model "))
     assert "2x LSTM(16), embedding 8," in model_line
     assert model_line.endswith(", projection 8, tied embeddings")
+
+
+@pytest.mark.parametrize("name", ["model.int8.tflite", "model.onnx"])
+def test_inspect_shows_where_the_bytes_go_and_the_format_version(exported, capsys, name):
+    _, models, _ = exported
+    assert cli.main(["inspect", str(models / name)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    line = next(line for line in lines if line.strip().startswith("bytes ")).strip()[len("bytes"):].strip()
+    sizes = {group: int(value.replace(",", "")) for group, value in
+             re.findall(r"([a-z][a-z ]*?) (\d[\d,]*)(?=, [a-z]|$)", line)}
+    assert {"embedding", "lstm", "output", "metadata", "graph and other"} <= set(sizes)
+    assert sum(sizes.values()) == (models / name).stat().st_size
+    model = read_model_file(models / name)
+    assert sizes["metadata"] >= len(model.tokenizer.vocab_text().encode())  # the vocabulary is in the metadata
+    assert any(line.endswith("model-file format 2") for line in lines)
 
 
 def test_float16_is_judged_where_a_user_sees_it():
