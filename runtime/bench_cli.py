@@ -37,6 +37,11 @@ def markdown(result: dict) -> str:
             f"{s['p99_ms']:.3f} | {r['session_word']['p50_ms']:.3f} | {w['p50_ms']:.3f} | "
             f"{'-' if step is None else f'{step:.3f}'} | {s['p50_ms'] / w['p50_ms']:.2f} | "
             f"{r['batch64_contexts_per_s']:,.0f} | {r['cold_start_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+    for k in result["keras"]:
+        lines.append(f"| {k['file']} | Keras `model(x)` | {k['size_bytes']:,} | {k['model_call']['p50_ms']:.2f} / "
+                     f"{k['model_call']['p95_ms']:.2f} / {k['model_call']['p99_ms']:.2f} | | | | | | | |")
+        lines.append(f"| {k['file']} | Keras `model.predict(x)` | | {k['model_predict']['p50_ms']:.2f} / "
+                     f"{k['model_predict']['p95_ms']:.2f} / {k['model_predict']['p99_ms']:.2f} | | | | | | | |")
     if result["runtime"]:
         lengths = list(result["runtime"][0]["suggest_p50_ms_by_context_words"])
         lines += ["", "suggest() p50 (ms) by context length in words:", "",
@@ -46,12 +51,17 @@ def markdown(result: dict) -> str:
             by_length = r["suggest_p50_ms_by_context_words"]
             lines.append(f"| {r['file']} | {r['engine']} | " + " | ".join(f"{by_length[n]:.3f}" for n in lengths)
                          + " |")
-        lines.append("")
+    if result["runtime"] and result["keras"]:
+        predict = result["keras"][0]["model_predict"]["p50_ms"]
+        five = "5" if "5" in result["runtime"][0]["suggest_p50_ms_by_context_words"] else None
+        lines += ["", f"How many times faster than Keras `model.predict(x)` ({predict:.2f} ms p50, same run):", "",
+                  "| file | engine | suggest() | suggest(), 5 words | session word |", "|---|---|---|---|---|"]
+        for r in result["runtime"]:
+            by_length = r["suggest_p50_ms_by_context_words"]
+            five_ratio = f"{predict / by_length[five]:,.0f}x" if five else "-"
+            lines.append(f"| {r['file']} | {r['engine']} | {predict / r['suggest']['p50_ms']:,.0f}x | {five_ratio} | "
+                         f"{predict / r['session_word']['p50_ms']:,.0f}x |")
     for k in result["keras"]:
-        lines.append(f"| {k['file']} | Keras `model(x)` | {k['size_bytes']:,} | {k['model_call']['p50_ms']:.2f} / "
-                     f"{k['model_call']['p95_ms']:.2f} / {k['model_call']['p99_ms']:.2f} | | | | | | | |")
-        lines.append(f"| {k['file']} | Keras `model.predict(x)` | | {k['model_predict']['p50_ms']:.2f} / "
-                     f"{k['model_predict']['p95_ms']:.2f} / {k['model_predict']['p99_ms']:.2f} | | | | | | | |")
         training = k.get("training") or {}
         if training.get("targets_per_second"):
             steady = training.get("steady_targets_per_second")
