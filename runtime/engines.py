@@ -1,7 +1,7 @@
 """Inference engines behind one small interface: ``window`` and ``step``.
 
 - TFLite: ai-edge-litert (preferred) or tflite-runtime, both through signature
-  runners ``window`` and ``step`` of the same file.
+  runners ``window``, ``step`` and ``sequence`` of the same file.
 - ONNX: ONNX Runtime, one graph: the sequence form, called as the window and step forms too.
 
 Every engine has ``window`` and ``step``; ``sequence`` (any number of tokens from a state) where
@@ -108,7 +108,7 @@ class OnnxEngine:
             self._session = ort.InferenceSession(model.data, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise EngineError(f"onnxruntime cannot load {model.path.name}: {' '.join(str(err).split())[:300]}") from None
-        self._zero_state = _ZeroState(model.config)
+        self._state_shape = (model.config.num_layers, model.config.hidden_size)
 
     def io_names(self) -> dict[str, tuple[list[str], list[str]]]:
         session = self._session
@@ -124,25 +124,12 @@ class OnnxEngine:
 
     def window(self, tokens: np.ndarray) -> np.ndarray:
         """A pre-padded window from the zero state: padding is masked, so this is the window form."""
-        zero = self._zero_state(len(tokens))
+        layers, hidden = self._state_shape
+        zero = np.zeros((layers, len(tokens), hidden), np.float32)
         return self.sequence(tokens, zero, zero)[0]
 
     def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
         return self.sequence(np.asarray(token, np.int32).reshape(-1, 1), h, c)
-
-
-class _ZeroState:
-    """The zero h and c for a batch size, made once per size."""
-
-    def __init__(self, config) -> None:
-        self._shape = (config.num_layers, config.hidden_size)
-        self._cache: dict[int, np.ndarray] = {}
-
-    def __call__(self, batch: int) -> np.ndarray:
-        if batch not in self._cache:
-            layers, hidden = self._shape
-            self._cache[batch] = np.zeros((layers, batch, hidden), np.float32)
-        return self._cache[batch]
 
 
 def open_engine(model: ModelFile | str | Path, engine: str | None = None, threads: int | None = None):
