@@ -123,10 +123,8 @@ class Predictor:
 
     def _forward(self, contexts: list[list[int]]) -> np.ndarray:
         """(n, vocab) for contexts of ids: the sequence form over the longest one's steps (pre-padded: padding
-        is masked), so n words cost n LSTM steps; the window form where the engine has no sequence form.
-
-        The sequence form serves full windows too: XNNPACK packs each of the window form's unrolled
-        matmuls separately (one copy of the LSTM kernel per step), so the loop's single copy is faster."""
+        is masked), so n words cost n LSTM steps; the window form where the engine has no sequence form
+        (the Keras model in training)."""
         if not getattr(self.engine, "has_sequence", False):
             return self.engine.window(np.stack([window_ids(ids, self.config.window) for ids in contexts]))
         steps = max(1, max(len(ids) for ids in contexts))  # an empty context: one padding step, the zero state
