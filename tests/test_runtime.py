@@ -293,19 +293,26 @@ def test_a_format_1_file_is_refused_with_one_line_saying_to_export_again(exporte
 
 
 def test_suggest_runs_as_many_steps_as_the_context_has_words(exported):
-    """Cost follows the context: the engine is asked for n steps, not the window's (the real engine, recorded)."""
+    """Cost follows the context: the engine is asked for n steps for n words (the state after the start
+    ids every text begins with, ``<eos>``, computed once), not the window's (the real engine, recorded)."""
     _, models, _ = exported
     predictor = Predictor.load(models / "model.int8.tflite")
     calls = []
     engine = predictor.engine
     real = engine.sequence
     engine.sequence = lambda tokens, h, c: calls.append(tokens.shape) or real(tokens, h, c)
-    context = predictor.context_ids("we want some tea")
-    window = predictor.config.window
-    for text in ("we want some tea", "tea", ""):
+    start = predictor.tokenizer.context_ids("")
+    assert start == [predictor.tokenizer.eos_id]
+    for text, steps in (("we want some tea", 4), ("tea", 1), ("", 1)):  # no word: one padding step
         words = [s.word for s in predictor.suggest(text + " ", 3)]
-        full = engine.window(window_ids(predictor.context_ids(text), window)[None])[0]  # every step of the window
+        assert calls[-1] == (1, steps)
+        full = engine.window(window_ids(predictor.context_ids(text), predictor.config.window)[None])[0]
         assert words == [s.word for s in predictor.rank(full, 3)]
-    assert calls[0] == (1, len(context)) and calls[1] == (1, len(predictor.context_ids("tea")))
+        # Starting from the cached start state is the same arithmetic as running the start ids again.
+        zero = np.zeros((predictor.config.num_layers, 1, predictor.config.hidden_size), np.float32)
+        again = real(np.array([predictor.context_ids(text)], np.int32), zero, zero)[0]
+        assert np.array_equal(predictor.probabilities(text), again[0])
+    assert calls[0] == (1, len(start))  # the start ids, once: each later call is one per context
+    assert len(calls) == 1 + 3 * 2  # three suggest() and three probabilities() calls
     batch = predictor.suggest_batch(["we want some tea", "tea"], 3)
-    assert calls[-1] == (2, len(context)) and [s.word for s in batch[1]] == [s.word for s in predictor.suggest("tea", 3)]
+    assert calls[-1] == (2, 4) and [s.word for s in batch[1]] == [s.word for s in predictor.suggest("tea", 3)]
