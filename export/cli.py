@@ -2,22 +2,32 @@
 
     nextword export runs/default --out models/default
     nextword export runs/ptb --out models/ptb --formats tflite --precisions float32,int8
+    nextword export model.keras --tokenizer tokenizer.json --out exported     # a Keras user's own model
 """
 
 from __future__ import annotations
 
 from nextword.contract import ALL_PRECISIONS, FORMATS, parse_selection
 from nextword.deps import require
+from nextword.errors import UsageError
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a training run to TFLite and ONNX (vocabulary inside), validated against Keras",
-        description="Convert RUN_DIR's model to TFLite and ONNX files that carry the vocabulary and config, "
-                    "validate each against the Keras model, and write export_report.json.",
+        help="export a training run or your own Keras model to TFLite and ONNX (vocabulary inside), validated",
+        description="Convert a training run's model, or your own Keras next-word model (.keras/.h5 with its "
+                    "Tokenizer), to TFLite and ONNX files that carry the vocabulary and config, validate each "
+                    "against the Keras model, and write export_report.json.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished `nextword train` run directory")
+    p.add_argument("run_dir", metavar="RUN_DIR_OR_MODEL",
+                   help="a finished `nextword train` run directory, or a Keras model file (.keras, .h5)")
+    p.add_argument("--tokenizer", metavar="FILE", default=None,
+                   help="for a model file: its Keras Tokenizer.to_json(), a word-index JSON or a vocab.txt "
+                        "(default: a tokenizer file next to the model)")
+    p.add_argument("--window", type=int, metavar="N", default=None,
+                   help="for a model file whose input length is not fixed: the padded context length it was "
+                        "trained on")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for the model files: new, empty, or holding an export of the same model")
     p.add_argument("--formats", default=",".join(FORMATS),
@@ -39,8 +49,11 @@ def run(args) -> int:
     parse_selection(formats, precisions)  # bad names fail before TensorFlow is imported
     from nextword.export.exporter import export_run
 
+    if args.window is not None and args.window < 1:
+        raise UsageError(f"--window must be at least 1, got {args.window}")
     result = export_run(args.run_dir, args.out, formats=formats, precisions=precisions,
-                        allow_mismatch=args.allow_mismatch, overwrite=args.overwrite)
+                        allow_mismatch=args.allow_mismatch, overwrite=args.overwrite, tokenizer=args.tokenizer,
+                        window=args.window)
     written = [f for f in result.report["files"] if f["written"]]
     print(f"{args.out} holds {len(written)} model(s) and export_report.json")
     return 0

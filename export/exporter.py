@@ -23,12 +23,14 @@ import tensorflow as tf
 from nextword import __version__
 from nextword.contract import FORMS, TFLITE_CHECKSUM_COVERS, Checksum, file_name, parse_selection
 from nextword.engines import OnnxEngine, TFLiteEngine
-from nextword.errors import ExportValidationError
+from nextword.errors import ExportValidationError, UsageError
 from nextword.fileio import atomic_path
 from nextword.modelfile import ModelFile, read_model_file
 from nextword.export import onnx_format, sizes, tflite_format
 from nextword.export.contexts import ValidationSet, validation_set
 from nextword.export.graphs import InferenceGraphs, LstmWeights
+from nextword.export.keras_import import MODEL_SUFFIXES, ImportedModel, import_keras_model, is_model_file
+from nextword.export.stack_graphs import StackGraphs
 from nextword.export.metadata import build_metadata
 from nextword.export.out_dir import ExportDir
 from nextword.export.table import print_table
@@ -49,19 +51,21 @@ class _Rejected(Exception):
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], precisions: list[str] | None,
-               allow_mismatch: bool = False, overwrite: bool = False, log: Log = print) -> ExportResult:
+               allow_mismatch: bool = False, overwrite: bool = False, tokenizer: str | Path | None = None,
+               window: int | None = None, log: Log = print) -> ExportResult:
+    """Export a training run directory, or a Keras user's model file (``.keras``/``.h5``, with ``tokenizer``
+    and ``window`` where the file does not say them: ``keras_import``)."""
     selection = parse_selection(formats, precisions)
-    loaded = load_run(run_dir)
-    model_sha256 = hashlib.sha256((loaded.path / "model.keras").read_bytes()).hexdigest()
+    loaded, graphs, model_sha256 = _load_source(Path(run_dir), tokenizer, window)
     out = ExportDir(out_dir, model_sha256, loaded.path)
     out.prepare(overwrite)
 
     validation = validation_set(loaded)
     log(validation.describe())
-    graphs = InferenceGraphs(LstmWeights.from_keras(loaded.model, loaded.config), loaded.config)
     report = {
         "nextword_version": __version__,
         "run_dir": str(loaded.path),
+        **({"source": loaded.source} if isinstance(loaded, ImportedModel) else {}),
         "out_dir": str(out.path),
         "contexts": {"total": int(len(validation.contexts)), "sources": validation.origin,
                      "edge_cases": list(validation.edge_cases)},
@@ -77,13 +81,22 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
         onnx_float = None
         for fmt, precision in selection:
             log(f"exporting {fmt} {precision} ...")
+            name = file_name(fmt, precision)
             if fmt == "tflite":
                 data = _tflite_bytes(saved_model, loaded, precision)
             else:
                 onnx_float = onnx_float or onnx_format.convert(graphs)
                 data = _onnx_bytes(onnx_float, loaded, precision)
-            entry, miss = _validate_and_place(out.path, file_name(fmt, precision), data, fmt, precision, validation,
-                                              allow_mismatch)
+            if fmt == "onnx" and precision == "int8" and not loaded.config.tie_embeddings:
+                entry, miss = _validate_and_place(out.path, name, data, fmt, precision, validation, False)
+                if miss:  # a small, confident softmax: int8 weights with float32 activations instead
+                    log(f"{name}: dynamic quantization missed ({miss[0].split(': ', 1)[-1]}); "
+                        "trying int8 weights with float32 activations")
+                    data = _onnx_bytes(onnx_float, loaded, precision, weight_only_output=True)
+                    entry, miss = _validate_and_place(out.path, name, data, fmt, precision, validation,
+                                                      allow_mismatch)
+            else:
+                entry, miss = _validate_and_place(out.path, name, data, fmt, precision, validation, allow_mismatch)
             entries.append(entry)
             missed.extend(miss)
             out.write_report(report, entries)  # the folder always says what it holds
@@ -98,7 +111,22 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
     return ExportResult(report, validation)
 
 
-def _tflite_bytes(saved_model: Path, loaded: LoadedRun, precision: str) -> bytes:
+def _load_source(path: Path, tokenizer, window):
+    """(loaded, graphs, sha256 of the Keras model) for a run directory or a model file."""
+    if is_model_file(path) or (path.is_file() and not path.is_dir()):
+        if not is_model_file(path):
+            raise UsageError(f"{path.name} is neither a run directory nor a Keras model file "
+                             f"({', '.join(MODEL_SUFFIXES)}); give one of those")
+        imported = import_keras_model(path, tokenizer=tokenizer, window=window)
+        return imported, StackGraphs(imported.stack, imported.config), imported.model_sha256()
+    if tokenizer is not None or window is not None:
+        raise UsageError("--tokenizer and --window are for a Keras model file; a run directory carries both")
+    loaded = load_run(path)
+    graphs = InferenceGraphs(LstmWeights.from_keras(loaded.model, loaded.config), loaded.config)
+    return loaded, graphs, hashlib.sha256((loaded.path / "model.keras").read_bytes()).hexdigest()
+
+
+def _tflite_bytes(saved_model: Path, loaded: LoadedRun | ImportedModel, precision: str) -> bytes:
     flatbuffer = tflite_format.with_metadata_entry(
         tflite_format.convert(saved_model, precision),
         f"Next-word LSTM ({precision}); vocabulary in vocab.txt, config in nextword.json")
@@ -110,9 +138,10 @@ def _tflite_bytes(saved_model: Path, loaded: LoadedRun, precision: str) -> bytes
         loaded.tokenizer.vocab_text(), json.dumps(metadata.to_dict(), indent=1, ensure_ascii=False))
 
 
-def _onnx_bytes(float_proto, loaded: LoadedRun, precision: str) -> bytes:
+def _onnx_bytes(float_proto, loaded: LoadedRun | ImportedModel, precision: str, *,
+                weight_only_output: bool = False) -> bytes:
     if precision == "int8":
-        proto = onnx_format.quantize_int8(float_proto, loaded.config)
+        proto = onnx_format.quantize_int8(float_proto, loaded.config, weight_only_output=weight_only_output)
     else:
         proto = type(float_proto).FromString(float_proto.SerializeToString())  # a copy: metadata is set in place
         if loaded.config.tie_embeddings:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from nextword.contract import Checksum, ModelMetadata, SpecialIds, TrainingSummary, form_specs
-from nextword.train.loading import LoadedRun
+from nextword.contract import Checksum, ModelMetadata, SpecialIds, TrainingSummary, form_specs, padding_note
 
 
-def build_metadata(loaded: LoadedRun, fmt: str, precision: str, *, tensor_bytes: dict[str, int],
+def build_metadata(loaded, fmt: str, precision: str, *, tensor_bytes: dict[str, int],
                    checksum: Checksum | None = None, ops: tuple[str, ...] | None = None) -> ModelMetadata:
-    """The metadata of the ``fmt`` file of this precision (its forms: ``contract.FORMS[fmt]``)."""
+    """The metadata of the ``fmt`` file of this precision (its forms: ``contract.FORMS[fmt]``), for a training
+    run (``LoadedRun``) or a Keras user's model file (``ImportedModel``, with its ``source``)."""
     corpus = loaded.saved.get("corpus", {})
     training = loaded.saved.get("training", {})
     report = loaded.train_report()
@@ -26,4 +26,6 @@ def build_metadata(loaded: LoadedRun, fmt: str, precision: str, *, tensor_bytes:
         checksum=checksum,
         ops=ops,
         tensor_bytes=tensor_bytes,
+        padding=padding_note(loaded.config),
+        source=getattr(loaded, "source", None),
     )

@@ -49,6 +49,10 @@ class ModelConfig:
     #: The softmax reuses the embedding matrix (transposed) plus its own bias: the output needs
     #: ``projection_dim`` (or ``hidden_size`` without one) equal to ``embedding_dim``.
     tie_embeddings: bool = False
+    #: True (every model nextword trains): padding (id 0) is masked, the state skips it. False: a Keras
+    #: model without ``mask_zero`` brought to ``nextword export``, whose cells read the pre-padding zeros
+    #: like any token; its files are read through the full pre-padded window from the zero state only.
+    masked: bool = True
 
     @property
     def output_dim(self) -> int:
@@ -65,6 +69,8 @@ class ModelConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"model setting dropout={self.dropout!r} is out of range (0 to < 1)")
+        if not isinstance(self.masked, bool):
+            raise UsageError(f"model setting masked={self.masked!r} must be true or false")
         if not isinstance(self.tie_embeddings, bool):
             raise UsageError(f"model setting tie_embeddings={self.tie_embeddings!r} must be true or false")
         if self.tie_embeddings and self.output_dim != self.embedding_dim:

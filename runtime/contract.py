@@ -41,6 +41,13 @@ TOKEN, H, C, H_OUT, C_OUT = "token", "h", "c", "h_out", "c_out"
 
 PADDING_NOTE = ("id 0 is padding and is masked: it leaves the LSTM state unchanged, so a pre-padded window equals "
                 "the step form fed the same ids from zero h and c")
+#: model.masked false (a Keras model without mask_zero, brought to `nextword export`).
+PADDING_READ_NOTE = ("id 0 is padding and is read by the cells like any token (model.masked false): run the full "
+                     "pre-padded window from zero h and c; the state after a context cannot be carried on")
+
+
+def padding_note(config: ModelConfig) -> str:
+    return PADDING_NOTE if config.masked else PADDING_READ_NOTE
 
 # -------------------------------------------------------- formats, precisions, engines
 #: What `nextword export` writes: format -> precisions. The parity suite checks every cell.
@@ -220,6 +227,9 @@ class ModelMetadata:
     #: Bytes of the weights per group (embedding, lstm, projection, output, other constants), measured by
     #: the exporter on the file's tensors (informational: `nextword inspect` shows them).
     tensor_bytes: dict[str, int] | None = None
+    #: Where a model not trained by nextword came from (``nextword export MODEL_FILE``): kind, file, sha256,
+    #: layers, framework version (informational: `nextword inspect` shows it).
+    source: dict | None = None
     nextword_version: str = __version__
     format: str = MODEL_FORMAT
     format_version: int = MODEL_FORMAT_VERSION
@@ -241,6 +251,8 @@ class ModelMetadata:
             out["ops"] = list(self.ops)
         if self.tensor_bytes is not None:
             out["tensor_bytes"] = dict(self.tensor_bytes)
+        if self.source is not None:
+            out["source"] = dict(self.source)
         return out
 
     @classmethod
@@ -287,5 +299,6 @@ class ModelMetadata:
             tokenizer=_require(data, "tokenizer", dict, ""), special_ids=special, training=training,
             padding=_require(data, "padding", str, "", optional=True) or PADDING_NOTE,
             checksum=checksum, ops=None if ops is None else tuple(str(op) for op in ops), tensor_bytes=tensor_bytes,
+            source=_require(data, "source", dict, "", optional=True),
             nextword_version=str(data.get("nextword_version")), format=MODEL_FORMAT, format_version=version,
         )

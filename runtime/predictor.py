@@ -125,11 +125,12 @@ class Predictor:
     def _forward(self, contexts: list[list[int]]) -> np.ndarray:
         """(n, vocab) for contexts of ids: the sequence form over the longest one's steps (pre-padded: padding
         is masked), so n words cost n LSTM steps; the window form where the engine has no sequence form
-        (the Keras model in training).
+        (the Keras model in training) and for a model that reads its padding.
 
         A context that begins with the ids every text starts with (``<eos>``) starts from the state after
         them, computed once: the same arithmetic, one step less per call."""
-        if not getattr(self.engine, "has_sequence", False):
+        if not self.config.masked or not getattr(self.engine, "has_sequence", False):
+            # A model that reads its padding (config.masked False) only ever sees the full window.
             return self.engine.window(np.stack([window_ids(ids, self.config.window) for ids in contexts]))
         start_ids, start_h, start_c = self._start_state()
         skip, count = len(start_ids), len(contexts)

@@ -10,7 +10,8 @@
 Its suggestions equal ``predictor.suggest(text)`` for the same text: within
 the model's window each word costs one step; once the text is longer than the
 window, the state is rebuilt from the last ``window`` words, exactly as the
-window form reads them.
+window form reads them. A model that reads its padding (``config.masked`` false) is read
+through the window form for every word instead: its state cannot be carried.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class Session:
     def _advance(self, ids: list[int], h: np.ndarray, c: np.ndarray):
         """State and probabilities after ``ids[-1]``, given the state after ``ids[:-1]``."""
         engine = self.predictor.engine
-        if not engine.has_step:  # an engine without a step form (the Keras model in training)
+        if not engine.has_step or not self.predictor.config.masked:
+            # No step form (the Keras model in training), or a model that reads its padding: the state
+            # after "n words" depends on the window - n pads before them, so each word reads the window.
             probs = engine.window(window_ids(ids, self._window)[None, :])
             return probs[0], h, c
         probs, h, c = engine.step(np.array([ids[-1]], np.int32), h, c)

@@ -55,6 +55,14 @@ class TokenizerConfig:
     max_vocab: int | None = None
     #: Words seen fewer times than this are left out of the vocabulary.
     min_count: int = 1
+    #: ``None``: tokens are separated by any whitespace and a special token typed as such stays one
+    #: (nextword's own rule). A string: Keras' ``text_to_word_sequence`` exactly (lowercase the text,
+    #: turn every filter character into ``split``, ``text.split(split)``, drop empty pieces): the
+    #: rule of a Keras ``Tokenizer`` brought by the user (``nextword export MODEL_FILE``).
+    split: str | None = None
+    #: Ids from this one up name no word (a Keras model whose output is wider than its tokenizer's
+    #: vocabulary): placeholders ``<unused:ID>``, never produced by text and never suggested.
+    unused_from: int | None = None
 
     def __post_init__(self) -> None:
         specials = self.special_tokens
@@ -65,6 +73,8 @@ class TokenizerConfig:
                 raise UsageError(f"{PAD_TOKEN!r} is reserved for padding; choose another special token")
         if len(set(specials)) != len(specials):
             raise UsageError(f"special tokens must differ, got {specials}")
+        if self.split is not None and (not isinstance(self.split, str) or not self.split):
+            raise UsageError(f"split must be a non-empty string, got {self.split!r}")
         if self.min_count < 1:
             raise UsageError(f"min_count must be at least 1, got {self.min_count}")
         smallest = 2 + len(specials)
@@ -97,15 +107,20 @@ class Tokenizer:
     def __init__(self, words: Sequence[str], config: TokenizerConfig | None = None) -> None:
         self.config = config or TokenizerConfig()
         specials = self.config.special_tokens
-        vocab = (PAD_TOKEN, *words, *specials)
+        # A special token already among the words keeps its id there (a Keras oov_token is id 1);
+        # nextword's own special tokens follow the words.
+        vocab = (PAD_TOKEN, *words, *(t for t in specials if t not in words))
         if len(set(vocab)) != len(vocab):
             duplicates = sorted({t for t in vocab if vocab.count(t) > 1})
             raise TokenizerFileError(f"vocabulary lists tokens more than once: {duplicates[:5]}")
         self.vocab: tuple[str, ...] = vocab
-        self.word_count = len(words)
-        self._ids = {token: i for i, token in enumerate(vocab)}
+        unused_from = self.config.unused_from or len(vocab)
+        # Placeholders past unused_from are no token text can produce: not in the lookup.
+        self._ids = {token: i for i, token in enumerate(vocab[:unused_from])}
+        #: Ids that are words a user can type (not padding, special tokens or placeholders).
+        self.word_count = unused_from - 1 - sum(t in self._ids for t in specials)
         self._special_literals = frozenset(specials)
-        self._translate = str.maketrans({ch: " " for ch in self.config.filters})
+        self._translate = str.maketrans({ch: self.config.split or " " for ch in self.config.filters})
 
     # ----------------------------------------------------------------- fitting
     @classmethod
@@ -148,7 +163,8 @@ class Tokenizer:
     @property
     def special_ids(self) -> frozenset[int]:
         """Ids that are never a word to suggest: padding, ``<unk>``, ``<eos>``."""
-        return frozenset([PAD_ID, *(self._ids[t] for t in self.config.special_tokens)])
+        unused = range(self.config.unused_from or len(self.vocab), len(self.vocab))
+        return frozenset([PAD_ID, *(self._ids[t] for t in self.config.special_tokens), *unused])
 
     def id_of(self, token: str) -> int | None:
         return self._ids.get(token)
@@ -173,6 +189,10 @@ class Tokenizer:
             text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates cannot be saved or matched
             text = text.encode("utf-8", "replace").decode("utf-8")
+        if self.config.split is not None:  # Keras' text_to_word_sequence, character for character
+            if self.config.lower:
+                text = text.lower()
+            return [piece for piece in text.translate(self._translate).split(self.config.split) if piece]
         tokens: list[str] = []
         for piece in text.split():
             if piece in self._special_literals:
@@ -268,11 +288,11 @@ class Tokenizer:
                 f"{source}: vocabulary has {len(tokens)} tokens but its settings say {expected_size}; "
                 "the files do not belong together"
             )
-        if not tokens or tokens[0] != PAD_TOKEN or tuple(tokens[len(tokens) - len(specials):]) != specials:
+        if not tokens or tokens[0] != PAD_TOKEN or not set(specials) <= set(tokens):
             raise TokenizerFileError(
-                f"{source}: vocabulary must start with {PAD_TOKEN!r} and end with {list(specials)}; the file is damaged"
+                f"{source}: vocabulary must start with {PAD_TOKEN!r} and hold {list(specials)}; the file is damaged"
             )
-        tokenizer = cls(tokens[1 : len(tokens) - len(specials)], config)
+        tokenizer = cls(tokens[1:], config)  # special tokens keep the ids they have in the file
         if settings.get("vocab_sha256") not in (None, tokenizer.vocab_sha256()):
             raise TokenizerFileError(f"{source}: vocabulary does not match its sha256; it was edited or damaged")
         return tokenizer
