@@ -51,6 +51,7 @@ def summary(model: ModelFile) -> dict:
         "vocab_sha256": {"sha256": tokenizer.vocab_sha256(), "verified": True},
         "nextword_version": meta.nextword_version,
         "format_version": meta.format_version,
+        "source": meta.source,
     }
     if model.format == "tflite":
         info["associated_files_offset"] = zip_start(model.data)
@@ -83,13 +84,19 @@ def run(args) -> int:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
     m = info["model"]
+    source = info.get("source")
+    if source:  # a Keras user's model: its own layers
+        shape = f"window {m['window']}, " + " -> ".join(source.get("layers", [])) + \
+            ("" if m.get("masked", True) else "; padding read by the cells (unmasked: the window form only)")
+    else:
+        shape = (f"window {m['window']}, {m['num_layers']}x LSTM({m['hidden_size']}), "
+                 f"embedding {m['embedding_dim']}, vocab {m['vocab_size']}" + _output_layer(m))
     lines = [
         f"{info['path']}: {info['format']} {info['precision']}, {info['size_bytes']:,} bytes",
         f"  checksum     sha256 {info['checksum']['sha256'][:16]}... verified ({info['checksum']['covers']})",
         f"  vocabulary   {info['vocab_size']} tokens, sha256 verified; first: {', '.join(info['first_words'])}",
         "  special ids  " + ", ".join(f"{k} {v}" for k, v in info["special_ids"].items() if v is not None),
-        f"  model        window {m['window']}, {m['num_layers']}x LSTM({m['hidden_size']}), "
-        f"embedding {m['embedding_dim']}, vocab {m['vocab_size']}" + _output_layer(m),
+        f"  model        {shape}",
     ]
     for name, form in info["forms"].items():
         inputs = ", ".join(f"{k} {_shape(k, v)}" for k, v in form["inputs"].items())
@@ -101,8 +108,13 @@ def run(args) -> int:
     training = info["training"] or {}
     final = training.get("final_metrics") or {}
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k.startswith("val_")) or "no validation"
-    lines.append(f"  trained on   {training.get('corpus')} ({training.get('mode')} mode, "
-                 f"{training.get('epochs')} epochs; {metrics})")
+    if source:
+        lines.append(f"  came from    {source.get('kind')} {source.get('file')} ({source.get('framework')}, sha256 "
+                     f"{str(source.get('sha256'))[:16]}...), tokenizer {source.get('tokenizer_file')}, "
+                     f"output {source.get('output')}")
+    else:
+        lines.append(f"  trained on   {training.get('corpus')} ({training.get('mode')} mode, "
+                     f"{training.get('epochs')} epochs; {metrics})")
     lines.append(f"  written by   nextword {info['nextword_version']}, model-file format {info['format_version']}")
     print("\n".join(lines))
     return 0
