@@ -189,6 +189,13 @@ def test_tf_keras_h5_exports(tmp_path, tutorial):
     result = _export(str(tmp_path / "old.h5"), "--tokenizer", str(made.tokenizer_json), "--out", str(out),
                      "--formats", "tflite", "--precisions", "float32")
     assert result.returncode == 0, result.stderr[-1500:]
+    from tensorflow.keras.preprocessing.sequence import pad_sequences
+
+    predictor = Predictor.load(out / "model.tflite")
+    assert predictor.model.metadata.source["file"] == "old.h5"
+    for text in CONTEXTS:
+        ids = pad_sequences(made.tokenizer.texts_to_sequences([text]), maxlen=made.window, padding="pre")
+        assert np.allclose(predictor.probabilities(text), old.predict(ids, verbose=0)[0], atol=1e-5)
 
 
 # ------------------------------------------------------------------ tokenizer files, as Keras reads text
@@ -227,3 +234,18 @@ def test_vocab_txt_and_word_index_forms(tmp_path):
     (tmp_path / "gap.json").write_text(json.dumps({"a": 1, "c": 3}))
     with pytest.raises(TokenizerFileError, match="no word"):
         read_tokenizer(tmp_path / "gap.json", input_dim=4, output_dim=4)
+
+
+def test_imported_files_match_the_documented_keys(tutorial, tmp_path):
+    """docs/model-format.md covers a Keras user's file too (source, masked, split, unused_from)."""
+    from test_model_format import documented_keys, flatten, matches
+
+    made = tutorial["gru"]
+    out = tmp_path / "exported"
+    assert _export(str(made.h5_path), "--tokenizer", str(made.word_index_json), "--out", str(out),
+                   "--formats", "tflite", "--precisions", "int8").returncode == 0
+    keys = documented_keys()
+    found = flatten(read_model_file(out / "model.int8.tflite").metadata.to_dict())
+    assert {"source.layers", "model.masked", "tokenizer.split", "tokenizer.unused_from"} <= set(found)
+    for key in found:
+        assert any(matches(p, key) for p in keys), f"{key} is not in docs/model-format.md"

@@ -49,3 +49,24 @@ def test_every_python_snippet_runs_in_order_as_written(tmp_path):
                             timeout=600, env=user_env())
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "models" / "mine" / "model.int8.tflite").exists()
+
+
+def test_bring_your_own_keras_model_commands_run_as_written(tmp_path):
+    """The "Bring your own Keras model" section: its Python (the tutorial), then its two commands."""
+    import shlex
+
+    from conftest import run_cli, user_env
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Bring your own Keras model"):]
+    code = re.search(r"^```python\n(.*?)^```", section, re.S | re.M).group(1)
+    commands = re.search(r"^```\n(.*?)^```", section, re.S | re.M).group(1).strip().splitlines()
+    (tmp_path / "tutorial.py").write_text(code, encoding="utf-8")
+    made = subprocess.run([sys.executable, "tutorial.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env=user_env())
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert [c.split()[:2] for c in commands] == [["nextword", "export"], ["nextword", "predict"]]
+    for command in commands:
+        result = run_cli(*shlex.split(command)[1:], cwd=tmp_path)
+        assert result.returncode == 0, (command, result.stderr[-2000:])
+    assert "your" in result.stdout.split()[0]  # the tutorial's answer to "hello how is"

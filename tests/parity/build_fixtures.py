@@ -5,7 +5,9 @@
 Three small fixture models, each exported to every format and precision:
 - ``tiny``:  a vocabulary of ~30 words, one layer, prefix mode (the seed's recipe);
 - ``wide``:  a vocabulary of ~3,000 words (a generated corpus), one layer, stream mode;
-- ``deep``:  two layers, stream mode with <eos>.
+- ``deep``:  two layers, stream mode with <eos>;
+- ``keras-lstm``, ``keras-gru``: a Keras user's own models (the tutorial's flow, ``keras_tutorial.py``),
+  an unmasked LSTM and a masked GRU, exported from their .keras file with ``Tokenizer.to_json()``.
 For each: ``reference.npz`` holds the validation contexts (held-out text plus the edge cases of the
 export) and the Keras model's probabilities for them; ``texts.json`` holds sample texts.
 """
@@ -26,6 +28,12 @@ from nextword.contract import PRECISIONS  # noqa: E402
 from nextword.tokenizer import TokenizerConfig  # noqa: E402
 from nextword.train import trainer  # noqa: E402
 from nextword.train.plan import TrainConfig, plan_new  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from keras_tutorial import train_tutorial_model  # noqa: E402
+
+#: Keras users' models: the tutorial's unmasked LSTM (the cell reads the padding) and a masked GRU.
+KERAS_MODELS = ("lstm", "gru")
 
 SAMPLE_TEXTS = ["", "we want", "i like the", "good", "they see some tea today ", "you need a wa",
                 "zebra quantum", "Ça va 東京 🙂", "the " * 40]
@@ -86,6 +94,20 @@ def build(root: Path) -> dict:
             "layers": result.config.num_layers,
             "files": {f"{e['format']}/{e['precision']}": e["path"] for e in report["files"]},
             "contexts": int(len(contexts)),
+        }
+    for kind in KERAS_MODELS:  # a Keras user's own model, made by the tutorial's flow (keras_tutorial.py)
+        name = f"keras-{kind}"
+        folder = root / name
+        made = train_tutorial_model(folder / "keras", kind)
+        exported = exporter.export_run(made.keras_path, folder / "models", formats=list(PRECISIONS),
+                                       precisions=None, overwrite=True, tokenizer=made.tokenizer_json, log=print)
+        np.savez(folder / "reference.npz", contexts=exported.validation.contexts, probs=exported.validation.reference)
+        (folder / "texts.json").write_text(json.dumps(SAMPLE_TEXTS, ensure_ascii=False))
+        manifest["models"][name] = {
+            "vocab_size": len(made.tokenizer.word_index) + 1,
+            "layers": 1,
+            "files": {f"{e['format']}/{e['precision']}": e["path"] for e in exported.report["files"]},
+            "contexts": int(len(exported.validation.contexts)),
         }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

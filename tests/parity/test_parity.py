@@ -83,7 +83,10 @@ def test_cell(model, fmt, precision, engine):
         context, prefix = predictor.completion_target(text)
         ids = predictor.context_ids(context)
         zero = np.zeros((config.num_layers, 1, config.hidden_size), np.float32)
-        raw = engine_object.sequence(window_ids(ids, max(1, len(ids)))[None], zero, zero)[0][0]
+        if config.masked:  # the context's own words from the zero state
+            raw = engine_object.sequence(window_ids(ids, max(1, len(ids)))[None], zero, zero)[0][0]
+        else:  # a model that reads its padding: the whole pre-padded window
+            raw = engine_object.window(window_ids(ids, config.window)[None])[0]
         expected = predictor.rank(raw, 3, prefix)
         suggest_matches &= predictor.suggest(text, 3) == expected
     problems = []
@@ -120,6 +123,8 @@ def test_tokenization_in_the_model_file_equals_the_training_run(text):
     from nextword.tokenizer import Tokenizer
 
     for model in MANIFEST["models"]:
+        if not (ROOT / model / "run").is_dir():
+            continue  # a Keras user's model: its tokenizer is checked against Keras in tests/test_keras_import.py
         trained = Tokenizer.load(ROOT / model / "run")
         for fmt in PRECISIONS:
             embedded = read_model_file(model_path(model, fmt, "float32")).tokenizer
