@@ -29,7 +29,7 @@ from nextword.modelfile import read_model_file  # noqa: E402
 @pytest.fixture(scope="module")
 def tutorial(tmp_path_factory):
     root = tmp_path_factory.mktemp("tutorial")
-    return {kind: train_tutorial_model(root / kind, kind) for kind in ("lstm", "gru", "rnn")}
+    return {kind: train_tutorial_model(root / kind, kind) for kind in ("lstm", "gru", "rnn", "gru_v1", "deep")}
 
 
 def _export(*args: str):
@@ -45,6 +45,8 @@ def _runtime_top3(path: Path, text: str) -> list[str]:
     ("gru", "h5", "word_index"),    # mask_zero, reset_after=True
     ("rnn", "keras", "word_index"),  # relu SimpleRNN, unmasked
     ("lstm", "h5", "to_json"),
+    ("gru_v1", "keras", "to_json"),  # reset_after=False
+    ("deep", "h5", "word_index"),    # LSTM(24) -> Dropout -> GRU(16) -> Dense(relu) -> logits: mixed widths
 ])
 def test_tutorial_model_exports_and_predicts_what_keras_predicts(tutorial, tmp_path, kind, model_kind,
                                                                    tokenizer_kind):
@@ -62,7 +64,7 @@ def test_tutorial_model_exports_and_predicts_what_keras_predicts(tutorial, tmp_p
             for text in CONTEXTS:
                 assert _runtime_top3(path, text) == made.keras_top3(text), (path.name, text)
     float32 = read_model_file(out / "model.tflite")
-    assert float32.config.masked is (kind == "gru")
+    assert float32.config.masked is kind.startswith("gru")
     assert float32.metadata.source["layers"][0].startswith("Embedding(")
 
 
@@ -108,6 +110,26 @@ def test_window_from_the_option_when_the_model_leaves_it_open(tmp_path, tutorial
                  str(made.window), "--out", str(tmp_path / "b"), "--formats", "tflite", "--precisions", "float32")
     assert ok.returncode == 0, ok.stderr[-1500:]
     assert read_model_file(tmp_path / "b" / "model.tflite").config.window == made.window
+
+
+def test_functional_model_exports(tutorial, tmp_path):
+    """The same layers built with the functional API (fresh layers, the trained weights copied)."""
+    import keras
+
+    made = tutorial["gru"]
+    tokens = keras.Input((made.window,))
+    x = tokens
+    for layer in made.model.layers:
+        fresh = type(layer).from_config(layer.get_config())
+        x = fresh(x)
+        fresh.set_weights(layer.get_weights())
+    keras.Model(tokens, x).save(tmp_path / "functional.keras")
+    out = tmp_path / "exported"
+    result = _export(str(tmp_path / "functional.keras"), "--tokenizer", str(made.tokenizer_json), "--out", str(out),
+                     "--formats", "tflite", "--precisions", "float32")
+    assert result.returncode == 0, result.stderr[-1500:]
+    for text in CONTEXTS:
+        assert _runtime_top3(out / "model.tflite", text) == made.keras_top3(text)
 
 
 def _refused(result, out: Path, *phrases: str) -> None:
