@@ -201,15 +201,23 @@ def read_stack(model) -> Stack:
 
 
 def _check_chain(layers) -> None:
-    """A functional model must be a plain chain: each layer reads the one before it."""
+    """A functional model must be a plain chain: each layer reads the one before it (as the model's graph
+    records it; where a Keras release does not expose that graph, validation against the model still does)."""
+    known = {id(layer) for layer in layers}
     for before, layer in zip(layers, layers[1:]):
-        try:
-            linked = layer.input is before.output
-        except (AttributeError, ValueError, RuntimeError):
-            linked = False
-        if not linked:
+        readers = _parents(layer)
+        # Only layers count: Keras records a mask_zero model's mask computation (not_equal) as a parent too.
+        if readers is not None and [before] not in [[p for p in r if id(p) in known] for r in readers]:
             raise UsageError(f"layer {_name(layer)} does not read the output of {_name(before)} alone; nextword "
                              f"exports a single chain of layers: {SUPPORTED}")
+
+
+def _parents(layer) -> list[list] | None:
+    """For each call of ``layer`` in a graph, the layers it read; None if Keras does not say."""
+    try:
+        return [[parent.operation for parent in node.parent_nodes] for node in layer._inbound_nodes]
+    except (AttributeError, TypeError):
+        return None
 
 
 def _cell(layer, last: bool) -> Cell:

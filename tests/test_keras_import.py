@@ -62,7 +62,14 @@ def test_tutorial_model_exports_and_predicts_what_keras_predicts(tutorial, tmp_p
         for precision in precisions:
             path = out / file_name(fmt, precision)
             for text in CONTEXTS:
-                assert _runtime_top3(path, text) == made.keras_top3(text), (path.name, text)
+                ours, theirs = _runtime_top3(path, text), made.keras_top3(text)
+                if precision != "int8":
+                    assert ours == theirs, (path.name, text)
+                else:  # int8 may swap near-ties only: top-1 equal, any other swap within 0.02 of probability
+                    probs, index = made.keras_probs(text), made.tokenizer.word_index
+                    assert ours[0] == theirs[0], (path.name, text)
+                    assert all(abs(probs[index[a]] - probs[index[b]]) <= 0.02 for a, b in zip(ours, theirs)), \
+                        (path.name, text, ours, theirs)
     float32 = read_model_file(out / "model.tflite")
     assert float32.config.masked is kind.startswith("gru")
     assert float32.metadata.source["layers"][0].startswith("Embedding(")

@@ -59,8 +59,9 @@ def test_bring_your_own_keras_model_commands_run_as_written(tmp_path):
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text[text.index("## Bring your own Keras model"):]
-    code = re.search(r"^```python\n(.*?)^```", section, re.S | re.M).group(1)
-    commands = re.search(r"^```\n(.*?)^```", section, re.S | re.M).group(1).strip().splitlines()
+    python = re.search(r"^```python\n(.*?)^```\n", section, re.S | re.M)
+    code = python.group(1)
+    commands = re.search(r"^```\n(.*?)^```", section[python.end():], re.S | re.M).group(1).strip().splitlines()
     (tmp_path / "tutorial.py").write_text(code, encoding="utf-8")
     made = subprocess.run([sys.executable, "tutorial.py"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600, env=user_env())

@@ -54,7 +54,8 @@ def test_seed_tutorial_predicts_your(seed_corpus, tmp_path):
     assert "'hello how is' -> your" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == {"vocab_size": 12, "window": 4, "embedding_dim": 10, "hidden_size": 50,
-                               "num_layers": 1, "dropout": 0.0, "projection_dim": 0, "tie_embeddings": False}
+                               "num_layers": 1, "dropout": 0.0, "projection_dim": 0, "tie_embeddings": False,
+                               "masked": True}
     assert config["training"]["epochs"] == 200 and config["training"]["mode"] == "prefix"
     model = keras.models.load_model(out / "model.keras", safe_mode=True)
     tokenizer = Tokenizer.load(out)
