@@ -127,8 +127,7 @@ def import_keras_model(path: str | Path, *, tokenizer: str | Path | None = None,
     stack = read_stack(model)
     window = _window(model, window)
     tokenizer_path = Path(tokenizer) if tokenizer is not None else find_tokenizer(path)
-    output_dim = int(stack.head[-1].kernel.shape[1]) if stack.head[-1].kernel is not None \
-        else int(next(h.kernel.shape[1] for h in reversed(stack.head) if h.kernel is not None))
+    output_dim = int(next(h.kernel.shape[1] for h in reversed(stack.head) if h.kernel is not None))
     tokens = read_tokenizer(tokenizer_path, input_dim=stack.embedding.shape[0], output_dim=output_dim)
     config = ModelConfig(vocab_size=output_dim, window=window, embedding_dim=int(stack.embedding.shape[1]),
                          hidden_size=max(cell.units for cell in stack.cells), num_layers=len(stack.cells),
@@ -143,10 +142,8 @@ def _load(path: Path):
     """(model, "keras X" or "tf_keras X"): Keras 3 first, tf_keras for an .h5 Keras 3 cannot read."""
     import keras
 
-    try:
-        if path.suffix.lower() == ".keras":
-            return keras.models.load_model(path, safe_mode=True, compile=False), f"keras {keras.__version__}"
-        return keras.models.load_model(path, compile=False), f"keras {keras.__version__}"
+    try:  # safe_mode: a Lambda layer's code is never deserialized
+        return keras.models.load_model(path, safe_mode=True, compile=False), f"keras {keras.__version__}"
     except Exception as err:  # a damaged or foreign file raises many types
         first = " ".join(str(err).split())[:200]
     if path.suffix.lower() != ".keras":

@@ -84,6 +84,9 @@ def read_model_file(path: str | Path) -> ModelFile:
         metadata, vocab_text, checksum = _tflite_metadata(data, path)
     elif fmt == "onnx":
         metadata, vocab_text, checksum = _onnx_metadata(data, path)
+    elif path.suffix.lower() in (".keras", ".h5", ".hdf5"):
+        raise ModelFileError(f"{path} is a Keras model, not a device file; export it first: "
+                             f"nextword export {path} --out DIR (with --tokenizer FILE)")
     else:
         raise ModelFileError(f"{path} is neither a TFLite nor an ONNX model (unrecognised content); "
                              "give a file written by `nextword export`")

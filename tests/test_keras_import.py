@@ -278,3 +278,12 @@ def test_imported_files_match_the_documented_keys(tutorial, tmp_path):
     assert {"source.layers", "model.masked", "tokenizer.split", "tokenizer.unused_from"} <= set(found)
     for key in found:
         assert any(matches(p, key) for p in keys), f"{key} is not in docs/model-format.md"
+
+
+def test_device_commands_on_a_keras_file_say_export_it_first(tutorial):
+    made = tutorial["lstm"]
+    for command in ("predict", "inspect"):
+        args = [command, str(made.keras_path)] + (["hello"] if command == "predict" else [])
+        result = run_cli(*args)
+        assert result.returncode != 0 and result.stderr.count("\n") == 1
+        assert f"nextword export {made.keras_path}" in result.stderr, result.stderr
