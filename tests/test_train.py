@@ -16,7 +16,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from nextword.config import ModelConfig  # noqa: E402
-from nextword.errors import RunDirError  # noqa: E402
+from nextword.errors import RunDirError, UsageError  # noqa: E402
 from nextword.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from nextword.train import trainer  # noqa: E402
 from nextword.train.model import build_model, keras_predictor  # noqa: E402
@@ -236,3 +236,33 @@ def test_speed_levers_train_the_same_model_kind(tiny_corpus, tmp_path):
     # The saved model is the plain next-word model: probabilities that sum to 1.
     probs = result.model.predict_on_batch(np.array([[1, 2, 0, 0, 0]], np.int32))
     assert probs.shape == (1, result.tokenizer.vocab_size) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_sampled_softmax_trains_checkpoints_resumes_and_saves_the_full_model(tiny_corpus, tmp_path, tied):
+    """--sampled-softmax changes the training steps only: validation and the saved model use the full softmax,
+    and an interrupted run resumes from its checkpoint (the training model class loads back)."""
+    from nextword.train.model import SampledSoftmaxModel
+
+    options = {"embedding_dim": 8, "hidden_size": 8, "window": 5, "projection_dim": 8 if tied else 0,
+               "tie_embeddings": tied, "dropout": 0.1}
+    config = TrainConfig(mode="sentence", epochs=2, corpus=(str(tiny_corpus),), batch_size=16, sampled_softmax=6)
+    plan = plan_new(tmp_path / "run", config, TokenizerConfig(eos_token="<eos>"), options)
+    assert isinstance(trainer._fresh_model(plan), SampledSoftmaxModel)
+    result = trainer.start(plan, log=lambda _: None)
+    history = result.report["history"]
+    assert {"loss", "val_loss", "val_perplexity"} <= set(history) and "accuracy" not in history
+    assert all(np.isfinite(history["loss"])) and history["loss"][-1] > 0
+    assert history["val_perplexity"][-1] < result.tokenizer.vocab_size  # learned something over uniform
+    probs = result.model.predict_on_batch(np.array([[1, 2, 0, 0, 0]], np.int32))
+    assert probs.shape == (1, result.tokenizer.vocab_size) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert type(result.model) is not SampledSoftmaxModel  # model.keras: the plain next-word model
+
+    resumed = trainer.resume(plan_resume(tmp_path / "run", epochs=3), log=lambda _: None)
+    assert len(resumed.report["history"]["val_loss"]) == 3
+
+
+def test_sampled_softmax_must_be_below_the_vocabulary(tiny_corpus, tmp_path):
+    with pytest.raises(UsageError, match="below the vocabulary size"):
+        plan_new(tmp_path / "run", TrainConfig(mode="stream", epochs=1, corpus=(str(tiny_corpus),),
+                                               sampled_softmax=100_000), TokenizerConfig(), {})

@@ -78,6 +78,10 @@ def add_parser(subparsers) -> None:
     speed.add_argument("--train-metrics", action=argparse.BooleanOptionalAction, default=None,
                        help="accuracy and perplexity on every training batch, not only on validation "
                             f"({_default(TrainConfig, 'train_metrics')})")
+    speed.add_argument("--sampled-softmax", type=int, metavar="CLASSES",
+                       help="training steps score each target against this many sampled classes, not the whole "
+                            "vocabulary (validation, eval and export keep the full softmax; no training metrics) "
+                            f"({_default(TrainConfig, 'sampled_softmax')}: off)")
     speed.add_argument("--threads", type=int, help="TensorFlow threads per op (default: TensorFlow's choice)")
     speed.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
                        help="TensorFlow's op determinism: same seed, same weights; exact --resume "

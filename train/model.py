@@ -24,11 +24,12 @@ from nextword.contract import PROBS, TOKENS
 
 
 def build_model(config: ModelConfig, *, sequence_output: bool = False, standard_layers: bool = False,
-                logits: bool = False) -> keras.Model:
+                logits: bool = False, sampled_softmax: int = 0) -> keras.Model:
     """The model for ``config``; ``standard_layers`` builds a tied model without ``TiedEmbedding`` (untrained).
 
     ``logits``: the last layer is linear (training: the loss takes the logits, no softmax then log);
-    the saved inference model always ends in the softmax.
+    the saved inference model always ends in the softmax. ``sampled_softmax`` > 0: a
+    ``SampledSoftmaxModel`` (same layers and outputs; its training steps use that many sampled classes).
     """
     tokens = keras.Input(shape=(config.window,), dtype="int32", name=TOKENS)
     tied = config.tie_embeddings and not standard_layers
@@ -59,7 +60,66 @@ def build_model(config: ModelConfig, *, sequence_output: bool = False, standard_
             probs = layers.Activation("softmax", name=PROBS)(probs)
     else:
         probs = layers.Dense(config.vocab_size, activation=activation, name=PROBS)(x)
+    if sampled_softmax:
+        return SampledSoftmaxModel(tokens, probs, name="nextword_lstm", num_sampled=sampled_softmax,
+                                   features_layer=_features_layer(config))
     return keras.Model(tokens, probs, name="nextword_lstm")
+
+
+def _features_layer(config: ModelConfig) -> str:
+    """The layer whose output the softmax reads."""
+    if config.projection_dim:
+        return "projection"
+    return "dropout_out" if config.dropout else f"lstm_{config.num_layers - 1}"
+
+
+@keras.saving.register_keras_serializable(package="nextword")
+class SampledSoftmaxModel(keras.Model):
+    """The training model whose training steps score the target against ``num_sampled`` sampled classes
+    instead of the whole vocabulary (``tf.nn.sampled_softmax_loss``, log-uniform sampler: the ids are
+    ranked by frequency, Jean et al. 2015). The softmax is most of a step's FLOPs with a 10k vocabulary;
+    the forward pass, validation, evaluation and export still use the full softmax (the model's output),
+    and the weights are the same layers'. Training metrics are not computed (validation has them).
+    """
+
+    def __init__(self, *args, num_sampled: int = 1024, features_layer: str = "projection", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.num_sampled, self.features_layer = int(num_sampled), features_layer
+        self._features = keras.Model(self.inputs, self.get_layer(features_layer).output)
+        self._loss_mean = keras.metrics.Mean(name="loss")  # the epoch's mean, reset with the model's metrics
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_sampled": self.num_sampled, "features_layer": self.features_layer}
+
+    def _output_weights(self):
+        """(vocab, features) matrix and (vocab,) bias of the softmax."""
+        import tensorflow as tf
+
+        output = self.get_layer(PROBS) if PROBS in {layer.name for layer in self.layers} else None
+        if output is not None and isinstance(output, layers.Dense):
+            return tf.transpose(output.kernel), output.bias
+        tied = self.get_layer("embedding")
+        return tied.embeddings, tied.output_bias
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            features = self._features(x, training=True)
+            width = tf.shape(features)[-1]
+            matrix, bias = self._output_weights()
+            losses = tf.nn.sampled_softmax_loss(
+                weights=matrix, biases=bias, labels=tf.reshape(tf.cast(y, tf.int64), (-1, 1)),
+                inputs=tf.reshape(features, (-1, width)), num_sampled=self.num_sampled,
+                num_classes=int(matrix.shape[0]), remove_accidental_hits=True)
+            weights = tf.ones_like(losses) if weights is None else tf.reshape(tf.cast(weights, losses.dtype), (-1,))
+            loss = tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self._loss_mean.update_state(loss, sample_weight=tf.reduce_sum(weights))
+        # The sampled loss: lower than the full cross-entropy, which validation reports.
+        return {"loss": self._loss_mean.result()}
 
 
 @keras.saving.register_keras_serializable(package="nextword")

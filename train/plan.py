@@ -57,6 +57,9 @@ class TrainConfig:
     jit_compile: bool = False
     #: Accuracy and perplexity on every training batch (validation always has them).
     train_metrics: bool = True
+    #: Training steps score each target against this many sampled classes instead of the whole vocabulary
+    #: (0: the full softmax). Validation, eval and export always use the full softmax.
+    sampled_softmax: int = 0
     #: TensorFlow's threads for one op (intra) and across ops (inter); None: TensorFlow's choice.
     threads: int | None = None
     #: TensorFlow's op determinism: same seed, same weights, and --resume ends exactly like a run never stopped.
@@ -90,6 +93,9 @@ class TrainConfig:
             raise UsageError(f"--threads must be 1 to 1,024, got {self.threads}")
         if self.early_stopping is not None and not 1 <= self.early_stopping <= MAX_EPOCHS:
             raise UsageError(f"--early-stopping must be 1 to {MAX_EPOCHS:,} epochs, got {self.early_stopping}")
+        if not isinstance(self.sampled_softmax, int) or isinstance(self.sampled_softmax, bool) \
+                or not 0 <= self.sampled_softmax <= 10_000_000:
+            raise UsageError(f"--sampled-softmax must be 0 (off) or a number of classes, got {self.sampled_softmax!r}")
         if not 0 <= self.lr_decay_start <= MAX_EPOCHS:
             raise UsageError(f"--lr-decay-start must be 0 to {MAX_EPOCHS:,}, got {self.lr_decay_start}")
 
@@ -189,6 +195,9 @@ def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: Token
     tokenizer = data.fit_tokenizer(tokenizer_config)
     window = model.pop("window", None) or data.auto_window(train_config.mode)
     model_config = ModelConfig(vocab_size=tokenizer.vocab_size, window=window, **model)
+    if train_config.sampled_softmax >= model_config.vocab_size:
+        raise UsageError(f"--sampled-softmax {train_config.sampled_softmax} must be below the vocabulary size "
+                         f"({model_config.vocab_size}); use about a tenth of it, or 0 for the full softmax")
     notes = list(_skipped_notes(data))
     if data.valid_fraction == 0 and train_config.valid is None:
         notes.append(f"corpus has {scan.lines} lines, too few to hold some out; training on all, no validation")

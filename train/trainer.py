@@ -84,10 +84,16 @@ def resume(plan: RunPlan, *, log: Log = print) -> TrainResult:
 def _fresh_model(plan: RunPlan) -> keras.Model:
     config = plan.train_config
     keras.utils.set_random_seed(config.seed)
-    model = build_model(plan.model_config, sequence_output=config.mode in ("stream", "sentence"), logits=config.logits)
+    model = build_model(plan.model_config, sequence_output=config.mode in ("stream", "sentence"), logits=config.logits,
+                        sampled_softmax=config.sampled_softmax)
     compile_for_training(model, config.learning_rate, config.clipnorm, logits=config.logits,
-                         jit_compile=config.jit_compile, metrics=config.train_metrics)
+                         jit_compile=config.jit_compile, metrics=_train_metrics(config))
     return model
+
+
+def _train_metrics(config) -> bool:
+    """Metrics on every training batch: not with a sampled softmax (its steps never compute the full one)."""
+    return config.train_metrics and not config.sampled_softmax
 
 
 def _set_threads(threads: int | None) -> None:
@@ -259,7 +265,7 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     callbacks: list[keras.callbacks.Callback] = [checkpoint]
     callbacks.append(Progress(checkpoint, train_config.epochs, log))  # per epoch: metrics and the time left
     keras_validation = valid_ds
-    if not train_config.train_metrics and valid_ds is not None:
+    if not _train_metrics(train_config) and valid_ds is not None:
         callbacks.insert(0, ValidationMetrics(valid_ds, train_config.logits))  # first: the others read its logs
         keras_validation = None
     if train_config.lr_decay != 1.0:
