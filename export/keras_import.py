@@ -146,7 +146,9 @@ def _load(path: Path):
         return keras.models.load_model(path, safe_mode=True, compile=False), f"keras {keras.__version__}"
     except Exception as err:  # a damaged or foreign file raises many types
         first = " ".join(str(err).split())[:200]
-    if path.suffix.lower() != ".keras":
+    # tf_keras reads an .h5 Keras 3 refused, but never one Keras 3 refused for its code (a Lambda layer):
+    # tf_keras' HDF5 reader would unmarshal and run that code.
+    if path.suffix.lower() != ".keras" and "lambda" not in first.lower() and "safe_mode" not in first:
         try:
             import tf_keras
         except ImportError:

@@ -287,3 +287,20 @@ def test_device_commands_on_a_keras_file_say_export_it_first(tutorial):
         result = run_cli(*args)
         assert result.returncode != 0 and result.stderr.count("\n") == 1
         assert f"nextword export {made.keras_path}" in result.stderr, result.stderr
+
+
+def test_a_lambda_layer_is_never_deserialized(tutorial, tmp_path):
+    """Code inside a model file is not run: Keras 3's safe mode refuses it, and tf_keras is not asked."""
+    import keras
+
+    made = tutorial["lstm"]
+    vocab = len(made.tokenizer.word_index) + 1
+    model = keras.Sequential([keras.Input((made.window,)), keras.layers.Embedding(vocab, 4),
+                              keras.layers.Lambda(lambda x: x * 1.0), keras.layers.LSTM(4),
+                              keras.layers.Dense(vocab, activation="softmax")])
+    for suffix in (".keras", ".h5"):
+        path = tmp_path / f"lambda{suffix}"
+        model.save(path)
+        out = tmp_path / f"out{suffix}"
+        _refused(_export(str(path), "--tokenizer", str(made.tokenizer_json), "--out", str(out)), out,
+                 "cannot be loaded as a Keras model")
