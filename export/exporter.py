@@ -113,7 +113,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
 
 def _load_source(path: Path, tokenizer, window):
     """(loaded, graphs, sha256 of the Keras model) for a run directory or a model file."""
-    if is_model_file(path) or (path.is_file() and not path.is_dir()):
+    if is_model_file(path) or path.is_file():
         if not is_model_file(path):
             raise UsageError(f"{path.name} is neither a run directory nor a Keras model file "
                              f"({', '.join(MODEL_SUFFIXES)}); give one of those")

@@ -114,11 +114,11 @@ class Tokenizer:
             duplicates = sorted({t for t in vocab if vocab.count(t) > 1})
             raise TokenizerFileError(f"vocabulary lists tokens more than once: {duplicates[:5]}")
         self.vocab: tuple[str, ...] = vocab
-        unused_from = self.config.unused_from or len(vocab)
+        self._unused_from = self.config.unused_from or len(vocab)
         # Placeholders past unused_from are no token text can produce: not in the lookup.
-        self._ids = {token: i for i, token in enumerate(vocab[:unused_from])}
+        self._ids = {token: i for i, token in enumerate(vocab[:self._unused_from])}
         #: Ids that are words a user can type (not padding, special tokens or placeholders).
-        self.word_count = unused_from - 1 - sum(t in self._ids for t in specials)
+        self.word_count = self._unused_from - 1 - sum(t in self._ids for t in specials)
         self._special_literals = frozenset(specials)
         self._translate = str.maketrans({ch: self.config.split or " " for ch in self.config.filters})
 
@@ -163,7 +163,7 @@ class Tokenizer:
     @property
     def special_ids(self) -> frozenset[int]:
         """Ids that are never a word to suggest: padding, ``<unk>``, ``<eos>``."""
-        unused = range(self.config.unused_from or len(self.vocab), len(self.vocab))
+        unused = range(self._unused_from, len(self.vocab))
         return frozenset([PAD_ID, *(self._ids[t] for t in self.config.special_tokens), *unused])
 
     def id_of(self, token: str) -> int | None:
