@@ -2,6 +2,7 @@
 
     nextword eval models/default/model.int8.tflite --text notes.txt
     nextword eval runs/default --text notes.txt --context stream --json     # the Keras model (train extra)
+    nextword eval runs/ptb --text ptb.test.txt --trigram ptb.train.txt       # against an n-gram keyboard
 
 MODEL is a model file (.tflite, .onnx: scored through the runtime, as on the device) or a training run
 directory (its Keras model; needs the `train` extra). See ``nextword.evaluate`` for the measures.
@@ -32,6 +33,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--context", choices=CONTEXTS, default="line",
                    help="line: context restarts at every line (a keyboard; default); stream: runs across lines")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--trigram", nargs="+", metavar="CORPUS",
+                   help="also score a Kneser-Ney trigram trained on these files with the model's tokenizer "
+                        "(the n-gram keyboard to beat); JSON: under \"trigram\"")
     add_engine_options(p)
     p.set_defaults(run=run)
 
@@ -76,22 +80,48 @@ def run(args) -> int:
     total = sum(1 for _ in read_lines(text))  # also checks the file before any scoring
     if total == 0:
         raise TextFileError(f"{text} holds no text")
+    trigram = _trigram(args.trigram, tokenizer, args.context) if args.trigram else None  # its files checked first
     progress = _progress_bar(not args.json)
     result = evaluate(window_fn, tokenizer, window, read_lines(text), context=args.context,
                       progress=progress.update if progress else None)
     if progress:
         progress.close()
     result = {"model": description, "text": str(text), **result}
+    if trigram is not None:
+        result["trigram"] = {"model": trigram.description, "tokens_trained": trigram.tokens,
+                             **evaluate(trigram.window_fn(window), tokenizer, window, read_lines(text),
+                                        context=args.context)}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{description} on {text} ({args.context} context, {result['tokens']:,} tokens)")
+    _print_scores(result, text, args.context)
+    if args.trigram:
+        _print_scores(result["trigram"], text, args.context)
+    return 0
+
+
+def _trigram(paths: list[str], tokenizer, context: str):
+    from nextword.ngram import KneserNeyTrigram
+
+    def lines():
+        for path in paths:
+            yield from read_lines(Path(path))
+
+    try:
+        trigram = KneserNeyTrigram(tokenizer, lines(), context=context)
+    except ValueError:
+        raise TextFileError(f"{' '.join(paths)} holds no text to train the trigram on") from None
+    trigram.description = f"Kneser-Ney trigram trained on {', '.join(paths)} ({trigram.tokens:,} tokens)"
+    return trigram
+
+
+def _print_scores(result: dict, text: Path, context: str) -> None:
+    print(f"{result['model']} on {text} ({context} context, {result['tokens']:,} tokens)")
     print(f"  perplexity     {result['perplexity']:.2f}")
     print(f"  top-1/3/5      {result['top1']:.2%} / {result['top3']:.2%} / {result['top5']:.2%}  (full distribution)")
     print(f"  suggest top-1/3 {result['suggest_top1']:.2%} / {result['suggest_top3']:.2%}  "
           f"(as the keyboard shows it, {result['suggest_tokens']:,} word targets)")
     print(f"  keystroke savings {result['ksr']:.2%}  (3 suggestions)")
-    return 0
 
 
 def _progress_bar(enabled: bool):
