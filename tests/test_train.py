@@ -215,9 +215,35 @@ def test_ptb_preset_settings_apply_under_explicit_flags(tmp_path, capsys):
     assert config["model"]["tie_embeddings"] and config["model"]["projection_dim"] == 4
     assert config["training"]["sentence_history"] == PRESETS["ptb"]["sentence_history"]
     assert config["training"]["mode"] == "sentence" and config["training"]["epochs"] == 1
+    # 12 words: the preset's sampled softmax would sample more classes than there are; it is off, said once.
+    assert config["training"]["sampled_softmax"] == 0
+    assert "the preset's sampled softmax (1024 classes) is off" in capsys.readouterr().out
     tokenizer = Tokenizer.load(tmp_path / "run")
     assert tokenizer.id_of("mr.") and tokenizer.id_of("'s") and tokenizer.eos_id  # punctuation kept
     assert "<unk>" not in tokenizer.vocab[1 : tokenizer.word_count + 1]
+
+
+@pytest.mark.parametrize("name", ["ptb", "small", "big"])
+def test_every_preset_is_a_valid_set_of_settings(name, tiny_corpus, tmp_path):
+    from nextword.train.plan import preset_settings, settings_from_options
+    from nextword.train.presets import PRESETS
+
+    train_config, tokenizer_config, model = settings_from_options({"corpus": [str(tiny_corpus)]}, name)
+    chosen = preset_settings({"corpus": [str(tiny_corpus)], "dropout": 0.1}, name)
+    assert "dropout" not in chosen and "corpus" not in chosen and "epochs" in chosen  # the user's flags win
+    plan = plan_new(tmp_path / name, train_config, tokenizer_config, model, from_preset=chosen)
+    assert plan.train_config.epochs == PRESETS[name]["epochs"] and plan.model_config.tie_embeddings
+    assert plan.train_config.sampled_softmax == 0  # the tiny corpus' vocabulary: the full softmax
+
+
+def test_a_sampled_softmax_the_user_asked_for_is_never_switched_off(tiny_corpus, tmp_path):
+    from nextword.train.plan import preset_settings, settings_from_options
+
+    options = {"corpus": [str(tiny_corpus)], "sampled_softmax": 3}
+    train_config, tokenizer_config, model = settings_from_options(options, "ptb")
+    plan = plan_new(tmp_path / "run", train_config, tokenizer_config, model,
+                    from_preset=preset_settings(options, "ptb"))
+    assert plan.train_config.sampled_softmax == 3 and not plan.notes
 
 
 def test_speed_levers_train_the_same_model_kind(tiny_corpus, tmp_path):

@@ -40,7 +40,8 @@ def add_parser(subparsers) -> None:
                         "(default: the embedded corpus)")
     p.add_argument("--valid", nargs="+", metavar="PATH", help="validation text (default: hold out lines of the corpus)")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="a named recipe (ptb: Penn Treebank-like corpora); flags given override it")
+                   help="a named recipe: ptb (Penn Treebank-like, tokenized, ~1M words), small (a few thousand "
+                        "lines of your own text), big (millions of lines); flags given override it")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last completed epoch")
     p.add_argument("--finish", action="store_true",
                    help="write RUN_DIR's model and report from its last completed epoch, training no further")
@@ -134,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         plan = planning.plan_resume(args.out, epochs=args.epochs, finish=args.finish)
     else:
         train_config, tokenizer_config, model = planning.settings_from_options(options, args.preset)
-        plan = planning.plan_new(args.out, train_config, tokenizer_config, model, overwrite=args.overwrite)
+        plan = planning.plan_new(args.out, train_config, tokenizer_config, model, overwrite=args.overwrite,
+                                 from_preset=planning.preset_settings(options, args.preset))
     # Every input is checked; only now pay for importing TensorFlow.
     from nextword.train import trainer
 

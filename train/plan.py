@@ -24,6 +24,7 @@ from nextword.tokenizer import KERAS_FILTERS, Tokenizer, TokenizerConfig
 from nextword.train import sequences
 from nextword.train.corpus import Corpus, CorpusScan
 from nextword.train.data import SplitCounts, TrainingData
+from nextword.train.presets import SAMPLED_SOFTMAX_MIN_VOCAB_RATIO
 from nextword.train.presets import preset as named_preset
 from nextword.train.run_dir import RunDir, read_json
 
@@ -145,6 +146,13 @@ def settings_from_options(options: Mapping[str, Any], preset: str | None = None,
     return train_config, tokenizer_config, {k: given[k] for k in MODEL_SETTINGS if k in given}
 
 
+def preset_settings(options: Mapping[str, Any], preset: str | None) -> frozenset[str]:
+    """The settings a run takes from its preset, not from the user's flags."""
+    if not preset:
+        return frozenset()
+    return frozenset(k for k in named_preset(preset) if options.get(k) is None)
+
+
 #: What `--resume` may change: everything else is the run's saved settings.
 RESUMABLE = {"epochs"}
 
@@ -178,8 +186,13 @@ class RunPlan:
 
 
 def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: TokenizerConfig | None = None,
-             model: Mapping[str, Any] | None = None, *, overwrite: bool = False) -> RunPlan:
-    """A checked plan for a new run in ``out``; ``model`` holds ModelConfig settings (window: from the data)."""
+             model: Mapping[str, Any] | None = None, *, overwrite: bool = False,
+             from_preset: frozenset[str] = frozenset()) -> RunPlan:
+    """A checked plan for a new run in ``out``; ``model`` holds ModelConfig settings (window: from the data).
+
+    ``from_preset`` names the settings a preset chose (not the user): a preset's sampled softmax is
+    switched off, with a note, when the vocabulary is small enough for the full softmax.
+    """
     tokenizer_config = tokenizer_config or TokenizerConfig()
     model = dict(model or {})
     unknown = sorted(set(model) - set(MODEL_SETTINGS))
@@ -195,10 +208,16 @@ def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: Token
     tokenizer = data.fit_tokenizer(tokenizer_config)
     window = model.pop("window", None) or data.auto_window(train_config.mode)
     model_config = ModelConfig(vocab_size=tokenizer.vocab_size, window=window, **model)
+    notes = []
+    sampled = train_config.sampled_softmax
+    if "sampled_softmax" in from_preset and sampled * SAMPLED_SOFTMAX_MIN_VOCAB_RATIO > model_config.vocab_size:
+        train_config = dataclasses.replace(train_config, sampled_softmax=0)
+        notes.append(f"the vocabulary ({model_config.vocab_size:,} ids) is small enough for the full softmax; "
+                     f"the preset's sampled softmax ({sampled} classes) is off")
     if train_config.sampled_softmax >= model_config.vocab_size:
         raise UsageError(f"--sampled-softmax {train_config.sampled_softmax} must be below the vocabulary size "
                          f"({model_config.vocab_size}); use about a tenth of it, or 0 for the full softmax")
-    notes = list(_skipped_notes(data))
+    notes.extend(_skipped_notes(data))
     if data.valid_fraction == 0 and train_config.valid is None:
         notes.append(f"corpus has {scan.lines} lines, too few to hold some out; training on all, no validation")
     return _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer, model_config=model_config,
