@@ -40,8 +40,17 @@ class Session:
             self._push(token_id)
 
     def feed(self, text: str) -> None:
-        """Words typed (one or many); unknown words count as ``<unk>``."""
-        for token_id in self.predictor.tokenizer.encode(text):
+        """Words typed (one or many); unknown words count as ``<unk>``.
+
+        A paste that runs past the window is read once, over its last ``window`` words (what the window
+        form reads): its cost is the window's, not one rebuild per word, however long the text.
+        """
+        ids = self.predictor.tokenizer.encode(text)
+        if len(ids) > 1 and len(self._ids) + len(ids) > self._window:
+            self._ids.extend(ids)
+            self._rebuild()
+            return
+        for token_id in ids:
             self._push(token_id)
 
     def _push(self, token_id: int) -> None:

@@ -292,6 +292,28 @@ def test_a_format_1_file_is_refused_with_one_line_saying_to_export_again(exporte
     assert "format 1" in err and "export the model again" in err and err.count("\n") == 1
 
 
+def test_a_long_paste_costs_one_window_and_suggests_as_suggest_does(exported):
+    """A session never freezes on a paste: 20,000 words are read once over their last window (recorded
+    engine calls), and the suggestions equal ``suggest()`` on the same text."""
+    _, models, _ = exported
+    predictor = Predictor.load(models / "model.int8.tflite")
+    steps = []
+    real = predictor.engine.step
+    predictor.engine.step = lambda token, h, c: steps.append(1) or real(token, h, c)
+    text = " ".join(["we want some tea", "i like the train", "today coffee"] * 2000)
+    session = predictor.session()
+    session.feed("i like")
+    before = len(steps)
+    session.feed(text)
+    assert len(steps) - before <= predictor.config.window  # the window's steps, not the text's words
+    expected = predictor.suggest("i like " + text + " ", 3)
+    assert [s.word for s in session.suggest(3)] == [s.word for s in expected]
+    session.feed("we")  # typing on after the paste: one rebuild per word, still equal
+    assert [s.word for s in session.suggest(3)] == [s.word for s in predictor.suggest("i like " + text + " we ", 3)]
+    assert session.backspace() == "we"
+    assert [s.word for s in session.suggest(3)] == [s.word for s in expected]
+
+
 def test_suggest_runs_as_many_steps_as_the_context_has_words(exported):
     """Cost follows the context: the engine is asked for n steps for n words (the state after the start
     ids every text begins with, ``<eos>``, computed once), not the window's (the real engine, recorded)."""
