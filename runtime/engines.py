@@ -72,6 +72,14 @@ class TFLiteEngine:
         return {form: (sorted(sig["inputs"]), sorted(sig["outputs"]))
                 for form, sig in self._interpreter.get_signature_list().items()}
 
+    def declared_window(self) -> int | None:
+        """The window form's input length as the graph declares it (None where it is dynamic)."""
+        try:
+            length = int(self._window.get_input_details()[TOKENS]["shape_signature"][-1])
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            return None
+        return length if length > 0 else None
+
     def window(self, tokens: np.ndarray) -> np.ndarray:
         with self._lock:
             return self._window(**{TOKENS: np.ascontiguousarray(tokens, np.int32)})[PROBS]

@@ -26,6 +26,7 @@ import io
 import json
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,10 +116,11 @@ def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
             if not {CONFIG_NAME, VOCAB_NAME} <= names:
                 raise MetadataError(f"{path} carries associated files {sorted(names)} but not nextword's "
                                     f"{CONFIG_NAME} and {VOCAB_NAME}; export it with `nextword export`")
-            # read() checks each member's CRC-32: damage inside the archive is caught here.
-            config_bytes = archive.read(CONFIG_NAME)
-            vocab_bytes = archive.read(VOCAB_NAME)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as err:
+            # Reading checks each member's CRC-32: damage inside the archive is caught here.
+            config_bytes = _member(archive, CONFIG_NAME, MAX_CONFIG_BYTES, path)
+            vocab_bytes = _member(archive, VOCAB_NAME, MAX_VOCAB_BYTES, path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, RuntimeError,
+            NotImplementedError, zlib.error) as err:
         raise ChecksumError(f"{path}: embedded metadata archive is damaged ({err}); re-export or re-copy the file"
                             ) from None
     metadata = _parse_json(config_bytes, path, "tflite")
@@ -131,6 +133,30 @@ def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
         raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {str(expected)[:12]}..., "
                             f"found {actual[:12]}...); the file is damaged, re-export or re-copy it")
     return metadata, vocab_text, actual
+
+
+#: Bounds on the embedded members, checked while inflating (a small file must not inflate to gigabytes).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_VOCAB_BYTES = 64 << 20
+
+
+def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
+    """One member's bytes: stored or deflated only, never encrypted, at most ``limit`` bytes inflated."""
+    info = archive.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise MetadataError(f"{path}: embedded {name} is encrypted; nextword files never are, re-export it")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise MetadataError(f"{path}: embedded {name} uses zip compression method {info.compress_type} "
+                            "(nextword writes stored or deflated members only); re-export it")
+    if info.file_size > limit:
+        raise MetadataError(f"{path}: embedded {name} declares {info.file_size:,} bytes, more than the "
+                            f"{limit:,} allowed; the file is not a nextword model, re-export it")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)  # the declared size is not trusted: inflation stops past the bound
+    if len(data) > limit:
+        raise MetadataError(f"{path}: embedded {name} inflates past {limit:,} bytes; the file is not a nextword "
+                            "model, re-export it")
+    return data
 
 
 # --------------------------------------------------------------------- ONNX

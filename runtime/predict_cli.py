@@ -13,6 +13,7 @@ import json
 import sys
 
 from nextword.contract import ALL_ENGINES
+from nextword.errors import UsageError
 from nextword.predictor import Predictor
 
 
@@ -27,7 +28,8 @@ def add_parser(subparsers) -> None:
                               description="Print the k most likely next words (or completions of an unfinished "
                                           "last word) for TEXT, or for every line of standard input.")
     p.add_argument("model", metavar="MODEL", help="a .tflite or .onnx file written by `nextword export`")
-    p.add_argument("text", metavar="TEXT", nargs="?", help="the text typed so far (default: read lines from stdin)")
+    p.add_argument("text", metavar="TEXT", nargs="?", help="the text typed so far (default: read lines from stdin); text that starts "
+                        "with '-' goes after `--`: nextword predict MODEL -- \"-so\"")
     p.add_argument("-k", type=int, default=3, help="number of suggestions (default 3)")
     p.add_argument("--json", action="store_true", help='print {"suggestions": [{"word": ..., "prob": ...}]}')
     add_engine_options(p)
@@ -50,6 +52,11 @@ def run(args) -> int:
     if sys.stdin.isatty():  # a person at a terminal, not a pipe: say why nothing happens yet
         print("reading texts from standard input, one per line (Ctrl-D to end; or give TEXT as an argument)",
               file=sys.stderr)
-    for line in sys.stdin:
+    for number, raw in enumerate(sys.stdin.buffer, start=1):  # bytes: the locale's codec never decides
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"standard input line {number} is not UTF-8 text; convert it (e.g. iconv -t UTF-8)") \
+                from None
         print(_format(predictor.suggest(line.rstrip("\r\n"), args.k), args.json), flush=True)
     return 0

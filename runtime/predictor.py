@@ -23,7 +23,7 @@ import numpy as np
 from nextword.config import ModelConfig
 from nextword.context import Suggestion, WordIndex, window_ids
 from nextword.engines import open_engine
-from nextword.errors import UsageError
+from nextword.errors import ModelFileError, UsageError
 from nextword.modelfile import ModelFile, read_model_file
 from nextword.tokenizer import Tokenizer
 
@@ -50,7 +50,39 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path, *, engine: str | None = None, threads: int | None = None) -> Predictor:
         model = read_model_file(path)  # checks metadata and checksum before any engine sees the file
-        return cls(model.tokenizer, model.config, open_engine(model, engine, threads), model)
+        predictor = cls(model.tokenizer, model.config, open_engine(model, engine, threads), model)
+        predictor._probe(path)
+        return predictor
+
+    def _probe(self, path) -> None:
+        """One inference at load on the empty context (the window form, and the sequence and step forms
+        where the file has them): a file whose graph does not fit its config, or whose output is not a
+        probability distribution, is refused here, never at a user's first suggestion or as a NaN."""
+        vocab, window = self.config.vocab_size, self.config.window
+        declared = getattr(self.engine, "declared_window", lambda: None)()
+        if declared is not None and declared != window:
+            raise ModelFileError(f"{path}: model.window is {window} but the graph's window form reads {declared} "
+                                 "tokens; the metadata was edited, export it again")
+        try:
+            outputs = [np.asarray(self.engine.window(np.zeros((1, window), np.int32)))]
+            if self.config.masked and getattr(self.engine, "has_sequence", False):
+                outputs.append(np.asarray(self._forward([self.tokenizer.context_ids("we")])))
+            if getattr(self.engine, "has_step", False):
+                zero = np.zeros((self.config.num_layers, 1, self.config.hidden_size), np.float32)
+                outputs.append(np.asarray(self.engine.step(np.array([1], np.int32), zero, zero)[0]))
+        except (RuntimeError, ValueError, TypeError, IndexError, KeyError, MemoryError) as err:
+            detail = " ".join(str(err).split())[:200]
+            raise ModelFileError(f"{path}: the model fails on a probe input ({type(err).__name__}: {detail}); "
+                                 "the file does not match its own config: export it again") from None
+        for probs in outputs:
+            if probs.shape != (1, vocab):
+                raise ModelFileError(f"{path}: the model outputs shape {list(probs.shape)}, its config says "
+                                     f"[1, {vocab}] (model.vocab_size); export it again")
+            total = float(probs.sum())
+            if not np.isfinite(probs).all() or probs.min() < 0 or abs(total - 1.0) > 0.02:
+                raise ModelFileError(f"{path}: the model's output is not a probability distribution (sum {total:.4g}, "
+                                     f"min {float(np.nanmin(probs)) if np.isfinite(probs).any() else 'nan'}); "
+                                     "the file is damaged: export it again")
 
     @property
     def engine_name(self) -> str:
@@ -102,7 +134,13 @@ class Predictor:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise UsageError(f"k must be a whole number of at least 1, got {k!r}")
         probs = np.asarray(probs, dtype=np.float32).reshape(-1)
-        return [Suggestion(self.tokenizer.vocab[i], float(probs[i])) for i in self.words.top(probs, int(k), prefix)]
+        suggestions = [Suggestion(self.tokenizer.vocab[i], float(probs[i]))
+                       for i in self.words.top(probs, int(k), prefix)]
+        if any(not 0.0 <= s.prob <= 1.0 for s in suggestions):  # NaN fails both comparisons
+            raise ModelFileError("the model returned a value that is not a probability "
+                                 f"({', '.join(f'{s.word}: {s.prob}' for s in suggestions)}); the model file is "
+                                 "damaged: export it again")
+        return suggestions
 
     # ------------------------------------------------------------------ API
     def suggest(self, text: str, k: int = 3) -> list[Suggestion]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 
 from nextword import cli
 
-from conftest import run_cli
+from conftest import run_cli, user_env
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -109,3 +110,18 @@ def test_unexpected_errors_are_one_line_too(monkeypatch, capsys, tmp_path):
     code = cli.main(["train", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == cli.EXIT_INTERNAL and err.count("\n") == 0 and "OSError: disk on fire" in err
+
+
+def test_predict_reads_stdin_as_utf8_bytes_and_text_after_double_dash(exported):
+    """Invalid UTF-8 on stdin is one line naming the line, under any locale; "-hi" is text after `--`."""
+    _, models, _ = exported
+    model = str(models / "model.int8.tflite")
+    env = {**user_env(), "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C"}
+    done = subprocess.run([sys.executable, "-m", "nextword", "predict", model], input=b"we want\nwe \xff\xfe\n",
+                          capture_output=True, env=env, timeout=300)
+    assert done.returncode == 2 and len(done.stdout.decode().splitlines()) == 1  # the good line was answered
+    assert done.stderr.decode().strip() == ("nextword predict: error: standard input line 2 is not UTF-8 text; "
+                                            "convert it (e.g. iconv -t UTF-8)")
+    done = subprocess.run([sys.executable, "-m", "nextword", "predict", model, "--json", "--", "-hi"],
+                          capture_output=True, env=user_env(), timeout=300)
+    assert done.returncode == 0 and json.loads(done.stdout)["suggestions"]

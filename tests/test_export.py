@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -407,3 +408,65 @@ def test_the_tied_matrix_is_stored_once(exported, name):
         copies = {t.buffer for g in flat.subgraphs for t in g.tensors
                   if t.buffer and flat.buffers[t.buffer].data is not None and sorted(t.shape) == matrix}
     assert len(copies) == 1, copies
+
+
+@pytest.mark.parametrize("field, change", [("window", 1), ("hidden_size", 8), ("num_layers", 1)])
+def test_a_config_that_does_not_fit_the_graph_is_refused_at_load(exported, tmp_path, field, change):
+    """The TFLite metadata edited consistently (forms too): the graph says otherwise, and the load's
+    probe inference refuses the file in one typed line, before any suggestion."""
+    import json
+
+    from nextword.errors import NextwordError
+    from nextword.export.tflite_format import associated_files_zip
+    from nextword.predictor import Predictor
+
+    _, models, _ = exported
+    data = (models / "model.tflite").read_bytes()
+    with zipfile.ZipFile(models / "model.tflite") as archive:
+        vocab = archive.read("vocab.txt").decode()
+        config = json.loads(archive.read("nextword.json"))
+    old = config["model"][field]
+    config["model"][field] = old + change
+    text = json.dumps(config).replace(f", {old}]", f", {old + change}]") if field != "num_layers" else json.dumps(config)
+    damaged = tmp_path / f"{field}.tflite"
+    damaged.write_bytes(data[: zip_start(data)] + associated_files_zip(vocab, text))
+    with pytest.raises(NextwordError) as info:
+        Predictor.load(damaged)
+    assert "\n" not in str(info.value) and str(damaged) in str(info.value)
+
+
+@pytest.mark.parametrize("tamper, message", [
+    ("encrypted", "is encrypted"), ("method", "compression method"), ("bomb", "nextword.json declares"),
+    ("declared", "declares .* allowed")])
+def test_metadata_archive_tampering_is_refused_before_inflating(exported, tmp_path, tamper, message):
+    """Zip members flagged encrypted, with another method, or inflating past the bound: one typed line."""
+    from nextword import modelfile
+    from nextword.errors import MetadataError
+
+    _, models, _ = exported
+    data = (models / "model.tflite").read_bytes()
+    flatbuffer = data[: zip_start(data)]
+    with zipfile.ZipFile(models / "model.tflite") as archive:
+        vocab, config = archive.read("vocab.txt"), archive.read("nextword.json")
+    if tamper == "bomb":
+        config = config + b" " * (modelfile.MAX_CONFIG_BYTES + 10)  # spaces: JSON-valid, deflates to little
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("nextword.json", config)
+        archive.writestr("vocab.txt", vocab)
+    raw = bytearray(buffer.getvalue())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # local and central headers of every member
+        at = raw.find(header)
+        while at >= 0:
+            flags_at, method_at = at + (6 if header == b"PK\x03\x04" else 8), at + (8 if header == b"PK\x03\x04" else 10)
+            if tamper == "encrypted":
+                raw[flags_at] |= 0x1
+            elif tamper == "method":
+                raw[method_at:method_at + 2] = (14).to_bytes(2, "little")  # LZMA
+            elif tamper == "declared" and header == b"PK\x01\x02":
+                raw[at + 24:at + 28] = (modelfile.MAX_VOCAB_BYTES + 1).to_bytes(4, "little")
+            at = raw.find(header, at + 4)
+    damaged = tmp_path / f"{tamper}.tflite"
+    damaged.write_bytes(flatbuffer + bytes(raw))
+    with pytest.raises(MetadataError, match=message):
+        read_model_file(damaged)

@@ -206,9 +206,9 @@ def test_ptb_preset_settings_apply_under_explicit_flags(tmp_path, capsys):
 
     corpus = tmp_path / "ptb-like.txt"
     corpus.write_text("the <unk> rose N % in mr. smith 's plan\n" * 30 + "a b c\n" * 10)
-    code = run_cli("train", "--preset", "ptb", "--corpus", str(corpus), "--out", str(tmp_path / "run"),
-                   "--epochs", "1", "--hidden-size", "8", "--embedding-dim", "4").returncode
-    assert code == 0
+    done = run_cli("train", "--preset", "ptb", "--corpus", str(corpus), "--out", str(tmp_path / "run"),
+                   "--epochs", "1", "--hidden-size", "8", "--embedding-dim", "4")
+    assert done.returncode == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model"]["window"] == PRESETS["ptb"]["window"] and config["model"]["hidden_size"] == 8
     # The tied projection follows the embedding size given on the command line.
@@ -217,7 +217,7 @@ def test_ptb_preset_settings_apply_under_explicit_flags(tmp_path, capsys):
     assert config["training"]["mode"] == "sentence" and config["training"]["epochs"] == 1
     # 12 words: the preset's sampled softmax would sample more classes than there are; it is off, said once.
     assert config["training"]["sampled_softmax"] == 0
-    assert "the preset's sampled softmax (1024 classes) is off" in capsys.readouterr().out
+    assert "the preset's sampled softmax (1024 classes) is off" in done.stdout
     tokenizer = Tokenizer.load(tmp_path / "run")
     assert tokenizer.id_of("mr.") and tokenizer.id_of("'s") and tokenizer.eos_id  # punctuation kept
     assert "<unk>" not in tokenizer.vocab[1 : tokenizer.word_count + 1]
@@ -286,6 +286,34 @@ def test_sampled_softmax_trains_checkpoints_resumes_and_saves_the_full_model(tin
 
     resumed = trainer.resume(plan_resume(tmp_path / "run", epochs=3), log=lambda _: None)
     assert len(resumed.report["history"]["val_loss"]) == 3
+
+
+def test_full_softmax_epochs_switch_the_training_loss_for_the_last_epochs():
+    """--full-softmax-epochs: the last epochs' steps are the full softmax's cross-entropy (at learning rate
+    0 the training loss equals ``evaluate``'s), the earlier ones the sampled estimate."""
+    import keras
+
+    from nextword.train.model import compile_for_training
+    from nextword.train.trainer import FullSoftmaxEpochs
+
+    config = ModelConfig(vocab_size=50, window=4, embedding_dim=8, hidden_size=8, dropout=0.0)
+    keras.utils.set_random_seed(0)
+    model = build_model(config, sequence_output=True, sampled_softmax=5)
+    compile_for_training(model, 0.0, None, metrics=False)
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 50, size=(32, 4)).astype(np.int32)
+    y = rng.integers(1, 50, size=(32, 4)).astype(np.int32)
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append((model.full_softmax,
+                                                                                          logs["loss"])))
+    model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0, callbacks=[FullSoftmaxEpochs(3, 1), record])
+    assert [full for full, _ in seen] == [False, False, True]
+    full_loss = model.evaluate(x, y, batch_size=32, verbose=0)
+    full_loss = full_loss[0] if isinstance(full_loss, list) else full_loss
+    assert seen[2][1] == pytest.approx(full_loss, rel=1e-5)
+    assert seen[0][1] != pytest.approx(full_loss, rel=1e-3)  # the sampled estimate is another number
+    with pytest.raises(UsageError, match="full-softmax-epochs"):
+        TrainConfig(full_softmax_epochs=-1)
 
 
 def test_sampled_softmax_must_be_below_the_vocabulary(tiny_corpus, tmp_path):

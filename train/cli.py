@@ -83,6 +83,9 @@ def add_parser(subparsers) -> None:
                        help="training steps score each target against this many sampled classes, not the whole "
                             "vocabulary (validation, eval and export keep the full softmax; no training metrics) "
                             f"({_default(TrainConfig, 'sampled_softmax')}: off)")
+    speed.add_argument("--full-softmax-epochs", type=int, metavar="EPOCHS",
+                       help="with --sampled-softmax: the last EPOCHS epochs train on the full softmax "
+                            f"({_default(TrainConfig, 'full_softmax_epochs')})")
     speed.add_argument("--threads", type=int, help="TensorFlow threads per op (default: TensorFlow's choice)")
     speed.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
                        help="TensorFlow's op determinism: same seed, same weights; exact --resume "

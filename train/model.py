@@ -87,6 +87,8 @@ class SampledSoftmaxModel(keras.Model):
         self.num_sampled, self.features_layer = int(num_sampled), features_layer
         self._features = keras.Model(self.inputs, self.get_layer(features_layer).output)
         self._loss_mean = keras.metrics.Mean(name="loss")  # the epoch's mean, reset with the model's metrics
+        #: Train on the full softmax (the compiled loss) instead; set between epochs by ``FullSoftmaxEpochs``.
+        self.full_softmax = False
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_sampled": self.num_sampled, "features_layer": self.features_layer}
@@ -104,6 +106,9 @@ class SampledSoftmaxModel(keras.Model):
     def train_step(self, data):
         import tensorflow as tf
 
+        if self.full_softmax:
+            logs = super().train_step(data)
+            return {"loss": logs["loss"]}
         x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             features = self._features(x, training=True)

@@ -61,6 +61,9 @@ class TrainConfig:
     #: Training steps score each target against this many sampled classes instead of the whole vocabulary
     #: (0: the full softmax). Validation, eval and export always use the full softmax.
     sampled_softmax: int = 0
+    #: With a sampled softmax: the last this-many epochs train on the full softmax (the sampled one's
+    #: estimate leaves the full distribution less calibrated; a full epoch at the end corrects it).
+    full_softmax_epochs: int = 0
     #: TensorFlow's threads for one op (intra) and across ops (inter); None: TensorFlow's choice.
     threads: int | None = None
     #: TensorFlow's op determinism: same seed, same weights, and --resume ends exactly like a run never stopped.
@@ -97,6 +100,9 @@ class TrainConfig:
         if not isinstance(self.sampled_softmax, int) or isinstance(self.sampled_softmax, bool) \
                 or not 0 <= self.sampled_softmax <= 10_000_000:
             raise UsageError(f"--sampled-softmax must be 0 (off) or a number of classes, got {self.sampled_softmax!r}")
+        if not isinstance(self.full_softmax_epochs, int) or isinstance(self.full_softmax_epochs, bool) \
+                or not 0 <= self.full_softmax_epochs <= MAX_EPOCHS:
+            raise UsageError(f"--full-softmax-epochs must be 0 to {MAX_EPOCHS:,}, got {self.full_softmax_epochs!r}")
         if not 0 <= self.lr_decay_start <= MAX_EPOCHS:
             raise UsageError(f"--lr-decay-start must be 0 to {MAX_EPOCHS:,}, got {self.lr_decay_start}")
 

@@ -124,6 +124,21 @@ class Progress(keras.callbacks.Callback):
         self.log(f"epoch {epoch + 1}/{self.total_epochs}  {durations[-1]:.0f} s  {shown}  ETA {_duration(left)}")
 
 
+class FullSoftmaxEpochs(keras.callbacks.Callback):
+    """A sampled-softmax model trains its last ``count`` epochs on the full softmax: a function of the
+    epoch alone, so a resumed run switches where an uninterrupted one does."""
+
+    def __init__(self, total_epochs: int, count: int) -> None:
+        super().__init__()
+        self.first_full = total_epochs - count
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        full = epoch >= self.first_full
+        if full != self.model.full_softmax:
+            self.model.full_softmax = full
+            self.model.make_train_function(force=True)  # the step is traced again for the other loss
+
+
 class ValidationMetrics(keras.callbacks.Callback):
     """val_loss, val_accuracy and val_perplexity when the training steps carry no metrics.
 
@@ -273,6 +288,8 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
         # A function of the epoch alone, so a resumed run continues the same schedule.
         callbacks.insert(0, keras.callbacks.LearningRateScheduler(
             lambda epoch, _lr: base * decay ** max(0, epoch - first + 1)))
+    if train_config.sampled_softmax and train_config.full_softmax_epochs:
+        callbacks.insert(0, FullSoftmaxEpochs(train_config.epochs, train_config.full_softmax_epochs))
     if train_config.early_stopping:
         # Before the checkpoint: its best weights are on disk when the epoch commits.
         callbacks.insert(callbacks.index(checkpoint), ResumableEarlyStopping(
