@@ -236,6 +236,24 @@ def test_every_preset_is_a_valid_set_of_settings(name, tiny_corpus, tmp_path):
     assert plan.train_config.sampled_softmax == 0  # the tiny corpus' vocabulary: the full softmax
 
 
+def test_a_preset_on_a_smaller_corpus_takes_its_steps_in_more_epochs():
+    from nextword.train.plan import preset_min_steps, scaled_to_steps
+    from nextword.train.presets import MAX_SCALED_EPOCHS, MIN_STEPS, PRESETS
+
+    preset = TrainConfig(**{k: v for k, v in PRESETS["ptb"].items() if k in {f.name for f in
+                                                                          dataclasses.fields(TrainConfig)}})
+    assert scaled_to_steps(preset, 786, MIN_STEPS["ptb"], True) == (preset, None)  # PTB itself: as tuned
+    scaled, note = scaled_to_steps(preset, 146, MIN_STEPS["ptb"], True)
+    assert scaled.epochs == 33 and scaled.epochs * 146 >= MIN_STEPS["ptb"] and scaled.early_stopping == 3
+    total = preset.lr_decay ** (preset.epochs - preset.lr_decay_start)
+    assert scaled.lr_decay ** (scaled.epochs - scaled.lr_decay_start) == pytest.approx(total, rel=0.1)
+    assert "33 epochs instead of 6" in note
+    assert scaled_to_steps(preset, 3, MIN_STEPS["ptb"], False)[0].epochs == MAX_SCALED_EPOCHS
+    assert scaled_to_steps(preset, 3, MIN_STEPS["ptb"], False)[0].early_stopping is None  # nothing to watch
+    assert preset_min_steps({"epochs": 2}, "ptb") == 0 and preset_min_steps({}, "ptb") == MIN_STEPS["ptb"]
+    assert preset_min_steps({}, "small") == 0 and preset_min_steps({}, None) == 0
+
+
 def test_a_sampled_softmax_the_user_asked_for_is_never_switched_off(tiny_corpus, tmp_path):
     from nextword.train.plan import preset_settings, settings_from_options
 

@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         train_config, tokenizer_config, model = planning.settings_from_options(options, args.preset)
         plan = planning.plan_new(args.out, train_config, tokenizer_config, model, overwrite=args.overwrite,
-                                 from_preset=planning.preset_settings(options, args.preset))
+                                 from_preset=planning.preset_settings(options, args.preset),
+                                 min_steps=planning.preset_min_steps(options, args.preset))
     # Every input is checked; only now pay for importing TensorFlow.
     from nextword.train import trainer
 

@@ -24,7 +24,7 @@ from nextword.tokenizer import KERAS_FILTERS, Tokenizer, TokenizerConfig
 from nextword.train import sequences
 from nextword.train.corpus import Corpus, CorpusScan
 from nextword.train.data import SplitCounts, TrainingData
-from nextword.train.presets import SAMPLED_SOFTMAX_MIN_VOCAB_RATIO
+from nextword.train.presets import MAX_SCALED_EPOCHS, MIN_STEPS, SAMPLED_SOFTMAX_MIN_VOCAB_RATIO, SCALED_EARLY_STOPPING
 from nextword.train.presets import preset as named_preset
 from nextword.train.run_dir import RunDir, read_json
 
@@ -152,6 +152,29 @@ def settings_from_options(options: Mapping[str, Any], preset: str | None = None,
     return train_config, tokenizer_config, {k: given[k] for k in MODEL_SETTINGS if k in given}
 
 
+def preset_min_steps(options: Mapping[str, Any], preset: str | None) -> int:
+    """The training steps a preset asks for when the user left its epochs alone (0: none)."""
+    return MIN_STEPS.get(preset or "", 0) if options.get("epochs") is None else 0
+
+
+def scaled_to_steps(config: TrainConfig, batches_per_epoch: int, min_steps: int, has_validation: bool,
+                    ) -> tuple[TrainConfig, str | None]:
+    """More epochs for a corpus smaller than the preset's own, with the same total decay (and a note)."""
+    if not min_steps or batches_per_epoch <= 0 or config.epochs * batches_per_epoch >= min_steps:
+        return config, None
+    epochs = min(MAX_SCALED_EPOCHS, -(-min_steps // batches_per_epoch))
+    stretch = epochs / config.epochs
+    changes = {"epochs": epochs, "lr_decay_start": round(config.lr_decay_start * stretch),
+               "lr_decay": config.lr_decay ** (1 / stretch)}
+    if has_validation and config.early_stopping is None:
+        changes["early_stopping"] = SCALED_EARLY_STOPPING
+    note = (f"the corpus gives {batches_per_epoch:,} batches per epoch: {epochs} epochs instead of {config.epochs} "
+            f"(the preset's {min_steps:,} steps), decay x{changes['lr_decay']:.3f} from epoch "
+            f"{changes['lr_decay_start'] + 1}" + (f", early stopping after {SCALED_EARLY_STOPPING} epochs without "
+                                                  "improvement" if "early_stopping" in changes else ""))
+    return dataclasses.replace(config, **changes), note
+
+
 def preset_settings(options: Mapping[str, Any], preset: str | None) -> frozenset[str]:
     """The settings a run takes from its preset, not from the user's flags."""
     if not preset:
@@ -193,11 +216,12 @@ class RunPlan:
 
 def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: TokenizerConfig | None = None,
              model: Mapping[str, Any] | None = None, *, overwrite: bool = False,
-             from_preset: frozenset[str] = frozenset()) -> RunPlan:
+             from_preset: frozenset[str] = frozenset(), min_steps: int = 0) -> RunPlan:
     """A checked plan for a new run in ``out``; ``model`` holds ModelConfig settings (window: from the data).
 
     ``from_preset`` names the settings a preset chose (not the user): a preset's sampled softmax is
-    switched off, with a note, when the vocabulary is small enough for the full softmax.
+    switched off, with a note, when the vocabulary is small enough for the full softmax. ``min_steps``: a
+    preset's training steps (``preset_min_steps``), reached with more epochs on a smaller corpus.
     """
     tokenizer_config = tokenizer_config or TokenizerConfig()
     model = dict(model or {})
@@ -226,8 +250,13 @@ def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: Token
     notes.extend(_skipped_notes(data))
     if data.valid_fraction == 0 and train_config.valid is None:
         notes.append(f"corpus has {scan.lines} lines, too few to hold some out; training on all, no validation")
-    return _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer, model_config=model_config,
+    plan = _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer, model_config=model_config,
                     train_config=train_config, overwrite=overwrite, notes=tuple(notes))
+    batches = -(-plan.train_counts.examples // train_config.batch_size)
+    scaled, note = scaled_to_steps(train_config, batches, min_steps, plan.valid_counts is not None)
+    if note:
+        plan = dataclasses.replace(plan, train_config=scaled, notes=(*plan.notes, note))
+    return plan
 
 
 def _skipped_notes(data: TrainingData):

@@ -16,6 +16,14 @@ from nextword.errors import UsageError
 #: A preset's sampled softmax only applies when the vocabulary has this many times its sampled classes.
 SAMPLED_SOFTMAX_MIN_VOCAB_RATIO = 4
 
+#: A preset trained on a smaller corpus than it was tuned on runs more epochs, so that it takes at least this
+#: many training steps (the ptb preset takes 4,716 on PTB: 786 batches x 6 epochs). Its decay is stretched to
+#: the same total, and early stopping keeps the best epoch. Only when the epochs come from the preset.
+MIN_STEPS: dict[str, int] = {"ptb": 4700}
+#: The most epochs that scaling gives (a corpus of a few hundred lines would otherwise ask for thousands).
+MAX_SCALED_EPOCHS = 60
+SCALED_EARLY_STOPPING = 3
+
 PRESETS: dict[str, dict] = {
     # Penn Treebank-like corpora: already tokenized, one sentence per line, 10k words with <unk>.
     # Trained for the contexts a keyboard serves: half the sentences from the zero state after <eos>, half
