@@ -56,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse gives an optional positional (predict's TEXT) its empty value before later options, so
+        # `predict MODEL --json -- "-hi"` leaves the text over: it is the text after `--`.
+        if getattr(args, "text", "") is None and extra[0] == "--" and len(extra) > 1:
+            args.text = " ".join(extra[1:])
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         with contextlib.nullcontext() if args.verbose else quiet_native_logs():
             return int(args.run(args) or 0)
