@@ -21,7 +21,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from nextword import __version__
-from nextword.contract import FORMS, TFLITE_CHECKSUM_COVERS, Checksum, file_name, parse_selection
+from nextword.contract import FORMS, file_name, parse_selection
 from nextword.engines import OnnxEngine, TFLiteEngine
 from nextword.errors import ExportValidationError, UsageError
 from nextword.fileio import atomic_path
@@ -132,10 +132,8 @@ def _tflite_bytes(saved_model: Path, loaded: LoadedRun | ImportedModel, precisio
         f"Next-word LSTM ({precision}); vocabulary in vocab.txt, config in nextword.json")
     metadata = build_metadata(loaded, "tflite", precision,
                               tensor_bytes=sizes.tflite_tensor_bytes(flatbuffer, loaded.config),
-                              checksum=Checksum(hashlib.sha256(flatbuffer).hexdigest(), TFLITE_CHECKSUM_COVERS),
                               ops=tuple(tflite_format.builtin_ops(flatbuffer)))
-    return flatbuffer + tflite_format.associated_files_zip(
-        loaded.tokenizer.vocab_text(), json.dumps(metadata.to_dict(), indent=1, ensure_ascii=False))
+    return tflite_format.with_associated_files(flatbuffer, loaded.tokenizer.vocab_text(), metadata.to_dict())
 
 
 def _onnx_bytes(float_proto, loaded: LoadedRun | ImportedModel, precision: str, *,

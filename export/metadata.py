@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from nextword.contract import Checksum, ModelMetadata, SpecialIds, TrainingSummary, form_specs, padding_note
+from nextword.contract import ModelMetadata, SpecialIds, TrainingSummary, form_specs, padding_note
 
 
 def build_metadata(loaded, fmt: str, precision: str, *, tensor_bytes: dict[str, int],
-                   checksum: Checksum | None = None, ops: tuple[str, ...] | None = None) -> ModelMetadata:
+                   ops: tuple[str, ...] | None = None) -> ModelMetadata:
     """The metadata of the ``fmt`` file of this precision (its forms: ``contract.FORMS[fmt]``), for a training
-    run (``LoadedRun``) or a Keras user's model file (``ImportedModel``, with its ``source``)."""
+    run (``LoadedRun``) or a Keras user's model file (``ImportedModel``, with its ``source``). A TFLite
+    file's checksum is added when the file is assembled (``tflite_format.with_associated_files``)."""
     corpus = loaded.saved.get("corpus", {})
     training = loaded.saved.get("training", {})
     report = loaded.train_report()
@@ -23,7 +24,6 @@ def build_metadata(loaded, fmt: str, precision: str, *, tensor_bytes: dict[str, 
             corpus=corpus.get("name"), corpus_sha256=corpus.get("sha256"), lines=corpus.get("lines"),
             mode=training.get("mode"), epochs=report.get("training", {}).get("epochs_completed"),
             final_metrics=report.get("final", {})),
-        checksum=checksum,
         ops=ops,
         tensor_bytes=tensor_bytes,
         padding=padding_note(loaded.config),

@@ -10,6 +10,7 @@ Python reads with ``zipfile``. Both interpreters load such a file unchanged.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import flatbuffers
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
-from nextword.contract import CONFIG_NAME, FORMS, PRECISIONS as _PRECISIONS, VOCAB_NAME
+from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, FORMS, PRECISIONS as _PRECISIONS,
+                               TFLITE_CHECKSUM_COVERS, VOCAB_NAME)
+from nextword.modelfile import tflite_digest
 from nextword.export.tflite_quantize import quantize_weights
 
 PRECISIONS = _PRECISIONS["tflite"]
@@ -85,6 +88,18 @@ def with_metadata_entry(flatbuffer: bytes, description: str) -> bytes:
     builder = flatbuffers.Builder(len(flatbuffer) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def with_associated_files(flatbuffer: bytes, vocab_text: str, config: dict) -> bytes:
+    """The whole file: flatbuffer, then the zip of ``vocab.txt`` and ``nextword.json``, the config's
+    ``checksum`` set to the sha256 of all three (``modelfile.tflite_digest``)."""
+    def dump(digest: str) -> str:
+        return json.dumps({**config, "checksum": {"sha256": digest, "covers": TFLITE_CHECKSUM_COVERS}},
+                          indent=1, ensure_ascii=False)
+
+    vocab = vocab_text.encode("utf-8")
+    digest = tflite_digest(flatbuffer, vocab, dump(DIGEST_PLACEHOLDER).encode("utf-8"))
+    return flatbuffer + associated_files_zip(vocab_text, dump(digest))
 
 
 def associated_files_zip(vocab_text: str, config_json: str) -> bytes:

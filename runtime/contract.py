@@ -204,7 +204,11 @@ class Checksum:
     covers: str
 
 
-TFLITE_CHECKSUM_COVERS = "the flatbuffer: every byte before the appended zip archive"
+#: What a TFLite file's ``checksum.sha256`` covers: everything the runtime reads (see ``modelfile.tflite_digest``).
+TFLITE_CHECKSUM_COVERS = ("the flatbuffer, vocab.txt and nextword.json (its digest read as 64 zeros), each "
+                          "preceded by its length as an 8-byte little-endian integer")
+#: What it covered in earlier files: the flatbuffer only (the config and vocabulary were open to edits).
+FLATBUFFER_ONLY_COVERS = "the flatbuffer: every byte before the appended zip archive"
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,7 @@ class ModelMetadata:
     special_ids: SpecialIds
     training: TrainingSummary = TrainingSummary()
     padding: str = PADDING_NOTE
-    #: TFLite: sha256 of the flatbuffer (ONNX keeps its digest in metadata_props instead).
+    #: TFLite: sha256 of the flatbuffer, vocabulary and config (ONNX keeps its digest in metadata_props instead).
     checksum: Checksum | None = None
     #: TFLite: the builtin operators the flatbuffer uses.
     ops: tuple[str, ...] | None = None

@@ -72,13 +72,17 @@ class TFLiteEngine:
         return {form: (sorted(sig["inputs"]), sorted(sig["outputs"]))
                 for form, sig in self._interpreter.get_signature_list().items()}
 
-    def declared_window(self) -> int | None:
-        """The window form's input length as the graph declares it (None where it is dynamic)."""
-        try:
-            length = int(self._window.get_input_details()[TOKENS]["shape_signature"][-1])
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
-            return None
-        return length if length > 0 else None
+    def declared_shapes(self) -> dict[tuple[str, str], tuple[int | None, ...]]:
+        """(form, tensor name) -> shape as the graph declares it, None for a dynamic dimension."""
+        shapes = {}
+        for form, runner in ((WINDOW, self._window), (STEP, self._step), (SEQUENCE, self._sequence)):
+            if runner is None:
+                continue
+            for details in (runner.get_input_details(), runner.get_output_details()):
+                for name, detail in details.items():
+                    signature = detail.get("shape_signature", detail.get("shape"))
+                    shapes[(form, name)] = tuple(int(d) if int(d) >= 0 else None for d in signature)
+        return shapes
 
     def window(self, tokens: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -117,6 +121,11 @@ class OnnxEngine:
         except Exception as err:  # onnxruntime raises its own exception types
             raise EngineError(f"onnxruntime cannot load {model.path.name}: {' '.join(str(err).split())[:300]}") from None
         self._state_shape = (model.config.num_layers, model.config.hidden_size)
+
+    def declared_shapes(self) -> dict[tuple[str, str], tuple[int | None, ...]]:
+        """(form, tensor name) -> shape as the graph declares it, None for a dynamic (symbolic) dimension."""
+        return {(SEQUENCE, arg.name): tuple(d if isinstance(d, int) and d >= 0 else None for d in (arg.shape or ()))
+                for arg in (*self._session.get_inputs(), *self._session.get_outputs())}
 
     def io_names(self) -> dict[str, tuple[list[str], list[str]]]:
         session = self._session

@@ -9,11 +9,11 @@ loads silently in every engine.
     model.tokenizer.encode("hello how")    # the vocabulary travels inside the file
     model.config.window, model.precision
 
-Layout (format version 1):
+Layout (format version 2):
 - TFLite: the flatbuffer, then an appended zip archive (TFLite Metadata
   convention, readable with ``zipfile``) holding ``vocab.txt`` and
-  ``nextword.json``; the JSON's ``checksum.sha256`` is the flatbuffer's
-  (everything before the zip).
+  ``nextword.json``; the JSON's ``checksum.sha256`` covers all three
+  (``tflite_digest``): nothing the runtime reads can be edited unnoticed.
 - ONNX: ``metadata_props`` ``nextword.vocab``, ``nextword.config`` and
   ``nextword.sha256``: the sha256 of the file's bytes with that digest's own
   64 characters replaced by ``0``s.
@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nextword.config import ModelConfig
-from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY,
-                               VOCAB_NAME, FormSpec, ModelMetadata)
+from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, FLATBUFFER_ONLY_COVERS, ONNX_CONFIG_KEY,
+                               ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, TFLITE_CHECKSUM_COVERS, VOCAB_NAME, FormSpec,
+                               ModelMetadata)
 from nextword.errors import ChecksumError, MetadataError, ModelFileError, TokenizerFileError, VocabMismatchError
+from nextword.tflite_check import check_tflite
 from nextword.tokenizer import Tokenizer
 
 
@@ -125,14 +127,39 @@ def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
                             ) from None
     metadata = _parse_json(config_bytes, path, "tflite")
     vocab_text = _utf8(vocab_bytes, path)
-    if metadata.checksum is None:
-        raise ChecksumError(f"{path} carries no checksum of its flatbuffer; re-export it with `nextword export`")
-    expected = metadata.checksum.sha256
-    actual = hashlib.sha256(data[:start]).hexdigest()
+    checksum = metadata.checksum
+    if checksum is None:
+        raise ChecksumError(f"{path} carries no checksum; re-export it with `nextword export`")
+    if checksum.covers == FLATBUFFER_ONLY_COVERS:
+        raise ChecksumError(f"{path} was written by nextword {metadata.nextword_version}, whose checksum does not "
+                            "cover the vocabulary and config; export the model again (nextword export RUN --out DIR)")
+    if checksum.covers != TFLITE_CHECKSUM_COVERS or not _is_digest(checksum.sha256):
+        raise ChecksumError(f"{path}: checksum field is not a nextword sha256 of the whole file (covers "
+                            f"{checksum.covers[:60]!r}); the file was edited, re-export it")
+    expected = checksum.sha256
+    actual = tflite_digest(data[:start], vocab_bytes, config_bytes, expected)
     if actual != expected:
-        raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {str(expected)[:12]}..., "
-                            f"found {actual[:12]}...); the file is damaged, re-export or re-copy it")
+        raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {expected[:12]}..., "
+                            f"found {actual[:12]}...); the file is damaged or was edited, re-export or re-copy it")
+    check_tflite(data[:start], path)  # the checksum can be recomputed by anyone: the structure is checked too
     return metadata, vocab_text, actual
+
+
+def tflite_digest(flatbuffer: bytes, vocab: bytes, config: bytes, digest: str | None = None) -> str:
+    """The sha256 a TFLite file carries: flatbuffer, ``vocab.txt`` and ``nextword.json``, each preceded by
+    its length (8 bytes, little-endian, so no byte can move from one part to the next), with every
+    occurrence of ``digest`` in the config read as the 64 zeros it was computed with."""
+    if digest:
+        config = config.replace(digest.encode("ascii"), DIGEST_PLACEHOLDER.encode("ascii"))
+    hasher = hashlib.sha256()
+    for part in (flatbuffer, vocab, config):
+        hasher.update(len(part).to_bytes(8, "little"))
+        hasher.update(part)
+    return hasher.hexdigest()
+
+
+def _is_digest(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 #: Bounds on the embedded members, checked while inflating (a small file must not inflate to gigabytes).

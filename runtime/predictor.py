@@ -22,6 +22,7 @@ import numpy as np
 
 from nextword.config import ModelConfig
 from nextword.context import Suggestion, WordIndex, window_ids
+from nextword.contract import C, C_OUT, H, H_OUT, PROBS, TOKENS, WINDOW
 from nextword.engines import open_engine
 from nextword.errors import ModelFileError, UsageError
 from nextword.modelfile import ModelFile, read_model_file
@@ -59,10 +60,7 @@ class Predictor:
         where the file has them): a file whose graph does not fit its config, or whose output is not a
         probability distribution, is refused here, never at a user's first suggestion or as a NaN."""
         vocab, window = self.config.vocab_size, self.config.window
-        declared = getattr(self.engine, "declared_window", lambda: None)()
-        if declared is not None and declared != window:
-            raise ModelFileError(f"{path}: model.window is {window} but the graph's window form reads {declared} "
-                                 "tokens; the metadata was edited, export it again")
+        self._check_declared_shapes(path)
         try:
             outputs = [np.asarray(self.engine.window(np.zeros((1, window), np.int32)))]
             if self.config.masked and getattr(self.engine, "has_sequence", False):
@@ -70,7 +68,7 @@ class Predictor:
             if getattr(self.engine, "has_step", False):
                 zero = np.zeros((self.config.num_layers, 1, self.config.hidden_size), np.float32)
                 outputs.append(np.asarray(self.engine.step(np.array([1], np.int32), zero, zero)[0]))
-        except (RuntimeError, ValueError, TypeError, IndexError, KeyError, MemoryError) as err:
+        except Exception as err:  # noqa: BLE001 - engines raise their own types (onnxruntime's InvalidArgument ...)
             detail = " ".join(str(err).split())[:200]
             raise ModelFileError(f"{path}: the model fails on a probe input ({type(err).__name__}: {detail}); "
                                  "the file does not match its own config: export it again") from None
@@ -83,6 +81,27 @@ class Predictor:
                 raise ModelFileError(f"{path}: the model's output is not a probability distribution (sum {total:.4g}, "
                                      f"min {float(np.nanmin(probs)) if np.isfinite(probs).any() else 'nan'}); "
                                      "the file is damaged: export it again")
+
+    def _check_declared_shapes(self, path) -> None:
+        """The config against the graph's own tensor shapes (where the engine declares them): the window,
+        the vocabulary (probs), the layers and the hidden size (h and c); one typed line per mismatch."""
+        config = self.config
+        expected = {TOKENS: (None, config.window), PROBS: (None, config.vocab_size),
+                    H: (config.num_layers, None, config.hidden_size), C: (config.num_layers, None, config.hidden_size),
+                    H_OUT: (config.num_layers, None, config.hidden_size),
+                    C_OUT: (config.num_layers, None, config.hidden_size)}
+        fields = {TOKENS: "model.window", PROBS: "model.vocab_size", H: "model.num_layers and model.hidden_size"}
+        declared = getattr(self.engine, "declared_shapes", dict)()
+        for (form, name), shape in declared.items():
+            want = expected.get(name)
+            if want is None or (name == TOKENS and form != WINDOW):
+                continue  # the sequence form's tokens are (batch, steps): any length
+            fits = len(shape) == len(want) and all(d is None or w is None or d == w for d, w in zip(shape, want))
+            if not fits:
+                shown = [-1 if d is None else d for d in shape]
+                raise ModelFileError(f"{path}: {fields.get(name, fields[H])} say {name} is "
+                                     f"{[-1 if w is None else w for w in want]}, the graph's {form} form declares "
+                                     f"{shown}; the metadata does not belong to this graph, export it again")
 
     @property
     def engine_name(self) -> str:

@@ -98,7 +98,27 @@ class TokenizerConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise TokenizerFileError(f"tokenizer settings hold unknown keys {unknown}; was it written by a newer nextword?")
-        return cls(**data)
+        for field in dataclasses.fields(cls):
+            if field.name in data and not _has_type(data[field.name], _SETTING_TYPES[field.name]):
+                raise TokenizerFileError(f"tokenizer setting {field.name} is {type(data[field.name]).__name__} "
+                                         f"{str(data[field.name])[:40]!r}; the settings were edited or damaged")
+        try:
+            return cls(**data)
+        except UsageError as err:
+            raise TokenizerFileError(f"tokenizer settings are unusable: {err}") from None
+
+
+#: The JSON types each setting may have (None: null); bool is never an int here.
+_SETTING_TYPES = {"lower": (bool,), "filters": (str,), "unk_token": (str, None), "eos_token": (str, None),
+                  "max_vocab": (int, None), "min_count": (int,), "split": (str, None), "unused_from": (int, None)}
+
+
+def _has_type(value, kinds: tuple) -> bool:
+    if value is None:
+        return None in kinds
+    if isinstance(value, bool):
+        return bool in kinds
+    return any(kind is not None and isinstance(value, kind) for kind in kinds)
 
 
 class Tokenizer:
@@ -114,6 +134,9 @@ class Tokenizer:
             duplicates = sorted({t for t in vocab if vocab.count(t) > 1})
             raise TokenizerFileError(f"vocabulary lists tokens more than once: {duplicates[:5]}")
         self.vocab: tuple[str, ...] = vocab
+        if self.config.unused_from is not None and not 1 <= self.config.unused_from <= len(vocab):
+            raise TokenizerFileError(f"unused_from {self.config.unused_from} lies outside the vocabulary's "
+                                     f"{len(vocab)} ids; the settings were edited or damaged")
         self._unused_from = self.config.unused_from or len(vocab)
         # Placeholders past unused_from are no token text can produce: not in the lookup.
         self._ids = {token: i for i, token in enumerate(vocab[:self._unused_from])}

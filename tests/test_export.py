@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -201,19 +202,52 @@ def test_damaged_files_are_refused_before_any_engine(exported, tmp_path, name, h
 
 
 def test_swapped_vocabulary_lines_are_refused(exported, tmp_path):
+    """Edited vocabulary: refused by the file's checksum; re-signed (the digest recomputed, as anyone can),
+    refused by the vocabulary's own sha256 in the config."""
+    from nextword.export.tflite_format import associated_files_zip, with_associated_files
+
     _, models, _ = exported
     data = (models / "model.tflite").read_bytes()
-    flatbuffer, start = data[: zip_start(data)], zip_start(data)
+    flatbuffer = data[: zip_start(data)]
     with zipfile.ZipFile(models / "model.tflite") as archive:
         vocab = archive.read("vocab.txt").decode().split("\n")
         config = archive.read("nextword.json")
     vocab[1], vocab[2] = vocab[2], vocab[1]
+    (tmp_path / "swapped.tflite").write_bytes(flatbuffer + associated_files_zip("\n".join(vocab), config.decode()))
+    with pytest.raises(ChecksumError, match="sha256"):
+        read_model_file(tmp_path / "swapped.tflite")
+    (tmp_path / "resigned.tflite").write_bytes(with_associated_files(flatbuffer, "\n".join(vocab), json.loads(config)))
+    with pytest.raises(VocabMismatchError, match="sha256"):
+        read_model_file(tmp_path / "resigned.tflite")
+
+
+@pytest.mark.parametrize("part", ["flatbuffer", "vocab", "config"])
+def test_the_tflite_checksum_covers_everything_the_runtime_reads(exported, tmp_path, part):
+    """One changed byte in any part (the zip's CRCs fixed, as an editor writes them) is a ChecksumError;
+    a file whose checksum says it covers the flatbuffer only (earlier files) gets one line: export again."""
+    from nextword.contract import FLATBUFFER_ONLY_COVERS
     from nextword.export.tflite_format import associated_files_zip
 
-    (tmp_path / "swapped.tflite").write_bytes(flatbuffer + associated_files_zip("\n".join(vocab), config.decode()))
-    with pytest.raises(VocabMismatchError, match="sha256"):
-        read_model_file(tmp_path / "swapped.tflite")
-    assert start > 0
+    _, models, _ = exported
+    data = (models / "model.tflite").read_bytes()
+    flatbuffer = bytearray(data[: zip_start(data)])
+    with zipfile.ZipFile(models / "model.tflite") as archive:
+        vocab, config = archive.read("vocab.txt").decode(), json.loads(archive.read("nextword.json"))
+    if part == "flatbuffer":
+        flatbuffer[-100] ^= 0x01
+    elif part == "vocab":
+        lines = vocab.split("\n")
+        vocab = "\n".join([lines[0], lines[1] + "x", *lines[2:]])
+    else:
+        config["training"]["corpus"] = "elsewhere"
+    edited = tmp_path / f"{part}.tflite"
+    edited.write_bytes(bytes(flatbuffer) + associated_files_zip(vocab, json.dumps(config)))
+    with pytest.raises(ChecksumError, match="do not match their sha256"):
+        read_model_file(edited)
+    old = {**config, "checksum": {"sha256": hashlib.sha256(flatbuffer).hexdigest(), "covers": FLATBUFFER_ONLY_COVERS}}
+    edited.write_bytes(bytes(flatbuffer) + associated_files_zip(vocab, json.dumps(old)))
+    with pytest.raises(ChecksumError, match="export the model again"):
+        read_model_file(edited)
 
 
 def test_a_tolerance_miss_fails_loudly_and_writes_nothing(exported, tmp_path, monkeypatch):
@@ -417,7 +451,7 @@ def test_a_config_that_does_not_fit_the_graph_is_refused_at_load(exported, tmp_p
     import json
 
     from nextword.errors import NextwordError
-    from nextword.export.tflite_format import associated_files_zip
+    from nextword.export.tflite_format import with_associated_files
     from nextword.predictor import Predictor
 
     _, models, _ = exported
@@ -429,7 +463,7 @@ def test_a_config_that_does_not_fit_the_graph_is_refused_at_load(exported, tmp_p
     config["model"][field] = old + change
     text = json.dumps(config).replace(f", {old}]", f", {old + change}]") if field != "num_layers" else json.dumps(config)
     damaged = tmp_path / f"{field}.tflite"
-    damaged.write_bytes(data[: zip_start(data)] + associated_files_zip(vocab, text))
+    damaged.write_bytes(with_associated_files(data[: zip_start(data)], vocab, json.loads(text)))  # re-signed
     with pytest.raises(NextwordError) as info:
         Predictor.load(damaged)
     assert "\n" not in str(info.value) and str(damaged) in str(info.value)
