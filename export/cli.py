@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
                    help=f"comma-separated: {', '.join(ALL_PRECISIONS)} (default: every precision each format supports)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="write files that miss their validation tolerance anyway (and say so)")
+    p.add_argument("--sign", metavar="KEY", default=None,
+                   help="sign every file with this Ed25519 private key (PEM; `nextword keygen` makes one), so an app "
+                        "given the public key (--trust, Predictor.load(trust=...)) runs these files only")
     p.add_argument("--overwrite", action="store_true",
                    help="replace another model's export in --out (only the files that export wrote are deleted)")
     p.set_defaults(run=run)
@@ -51,9 +54,14 @@ def run(args) -> int:
 
     if args.window is not None and args.window < 1:
         raise UsageError(f"--window must be at least 1, got {args.window}")
+    sign = None
+    if args.sign is not None:
+        from nextword.signing import load_private_key
+
+        sign = load_private_key(args.sign)  # a bad key fails before any conversion
     result = export_run(args.run_dir, args.out, formats=formats, precisions=precisions,
                         allow_mismatch=args.allow_mismatch, overwrite=args.overwrite, tokenizer=args.tokenizer,
-                        window=args.window)
+                        window=args.window, sign=sign)
     written = [f for f in result.report["files"] if f["written"]]
     print(f"{args.out} holds {len(written)} model(s) and export_report.json")
     return 0

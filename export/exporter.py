@@ -52,9 +52,10 @@ class _Rejected(Exception):
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], precisions: list[str] | None,
                allow_mismatch: bool = False, overwrite: bool = False, tokenizer: str | Path | None = None,
-               window: int | None = None, log: Log = print) -> ExportResult:
+               window: int | None = None, sign=None, log: Log = print) -> ExportResult:
     """Export a training run directory, or a Keras user's model file (``.keras``/``.h5``, with ``tokenizer``
-    and ``window`` where the file does not say them: ``keras_import``)."""
+    and ``window`` where the file does not say them: ``keras_import``). ``sign``: an Ed25519 private key
+    (``nextword.signing``) that signs every file."""
     selection = parse_selection(formats, precisions)
     loaded, graphs, model_sha256 = _load_source(Path(run_dir), tokenizer, window)
     out = ExportDir(out_dir, model_sha256, loaded.path)
@@ -83,16 +84,16 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
             log(f"exporting {fmt} {precision} ...")
             name = file_name(fmt, precision)
             if fmt == "tflite":
-                data = _tflite_bytes(saved_model, loaded, precision)
+                data = _signed(_tflite_bytes(saved_model, loaded, precision), fmt, sign)
             else:
                 onnx_float = onnx_float or onnx_format.convert(graphs)
-                data = _onnx_bytes(onnx_float, loaded, precision)
+                data = _signed(_onnx_bytes(onnx_float, loaded, precision), fmt, sign)
             if fmt == "onnx" and precision == "int8" and not loaded.config.tie_embeddings:
                 entry, miss = _validate_and_place(out.path, name, data, fmt, precision, validation, False)
                 if miss:  # a small, confident softmax: int8 weights with float32 activations instead
                     log(f"{name}: dynamic quantization missed ({miss[0].split(': ', 1)[-1]}); "
                         "trying int8 weights with float32 activations")
-                    data = _onnx_bytes(onnx_float, loaded, precision, weight_only_output=True)
+                    data = _signed(_onnx_bytes(onnx_float, loaded, precision, weight_only_output=True), fmt, sign)
                     entry, miss = _validate_and_place(out.path, name, data, fmt, precision, validation,
                                                       allow_mismatch)
             else:
@@ -134,6 +135,12 @@ def _tflite_bytes(saved_model: Path, loaded: LoadedRun | ImportedModel, precisio
                               tensor_bytes=sizes.tflite_tensor_bytes(flatbuffer, loaded.config),
                               ops=tuple(tflite_format.builtin_ops(flatbuffer)))
     return tflite_format.with_associated_files(flatbuffer, loaded.tokenizer.vocab_text(), metadata.to_dict())
+
+
+def _signed(data: bytes, fmt: str, key) -> bytes:
+    if key is None:
+        return data
+    return (tflite_format if fmt == "tflite" else onnx_format).signed(data, key)
 
 
 def _onnx_bytes(float_proto, loaded: LoadedRun | ImportedModel, precision: str, *,

@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "keyboard": "nextword.keyboard",
     "eval": "nextword.eval_cli",
     "bench": "nextword.bench_cli",
+    "keygen": "nextword.keygen_cli",
 }
 
 EXIT_INTERNAL = 70

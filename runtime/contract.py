@@ -68,10 +68,14 @@ FORMS: dict[str, tuple[str, ...]] = {"tflite": (WINDOW, STEP, SEQUENCE), "onnx":
 #: TFLite: associated files in a zip appended to the flatbuffer.
 CONFIG_NAME = "nextword.json"
 VOCAB_NAME = "vocab.txt"
+#: Optional, in signed files only: the signature record (``nextword.signing``), outside the checksum it signs.
+SIGNATURE_NAME = "nextword.sig"
 #: ONNX: ``metadata_props`` keys.
 ONNX_CONFIG_KEY = "nextword.config"
 ONNX_VOCAB_KEY = "nextword.vocab"
 ONNX_DIGEST_KEY = "nextword.sha256"
+#: Signed files only: the last top-level field of the file, so the checksum covers everything before it.
+ONNX_SIGNATURE_KEY = "nextword.signature"
 DIGEST_PLACEHOLDER = "0" * 64
 
 

@@ -47,6 +47,10 @@ class ChecksumError(NextwordError):
     """A model file's bytes do not match the checksum stored inside it: it is damaged."""
 
 
+class SignatureError(NextwordError):
+    """A trusted key was given and the model file is unsigned, signed by another key, or edited since."""
+
+
 class VocabMismatchError(NextwordError):
     """The embedded vocabulary does not fit the model (size or digest)."""
 

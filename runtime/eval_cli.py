@@ -56,7 +56,7 @@ def read_lines(path: Path) -> Iterator[str]:
         raise TextFileError(f"{path} is a directory; give a text file") from None
 
 
-def _scorer(model: Path, engine: str | None, threads: int | None):
+def _scorer(model: Path, engine: str | None, threads: int | None, trust: str | None = None):
     """(window function, tokenizer, window, description) for a model file or a run directory."""
     if model.is_dir():
         from nextword.deps import require
@@ -69,13 +69,13 @@ def _scorer(model: Path, engine: str | None, threads: int | None):
                 f"Keras {model / 'model.keras'}")
     from nextword.predictor import Predictor
 
-    predictor = Predictor.load(model, engine=engine, threads=threads)
+    predictor = Predictor.load(model, engine=engine, threads=threads, trust=trust)
     return (predictor.engine.window, predictor.tokenizer, predictor.config.window,
             f"{predictor.engine_name} {model.name} ({predictor.model.precision})")
 
 
 def run(args) -> int:
-    window_fn, tokenizer, window, description = _scorer(Path(args.model), args.engine, args.threads)
+    window_fn, tokenizer, window, description = _scorer(Path(args.model), args.engine, args.threads, args.trust)
     text = Path(args.text)
     total = sum(1 for _ in read_lines(text))  # also checks the file before any scoring
     if total == 0:

@@ -24,12 +24,12 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(final: str | Path, suffix: str | None = None, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it into place on success.
 
     The temporary name ends in ``final``'s suffix (or ``suffix``, e.g. ``.weights.h5``) because
     some writers (Keras) insist on it. On any error the temporary file is removed and ``final``
-    is left as it was.
+    is left as it was. ``mode``: the finished file's permissions (default 0666 & ~umask).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -39,15 +39,15 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, _FILE_MODE if mode is None else mode)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
+    with atomic_path(path, mode=mode) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

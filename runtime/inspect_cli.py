@@ -15,6 +15,7 @@ import json
 
 from nextword.contract import TOKENS
 from nextword.modelfile import ModelFile, onnx_metadata_props, read_model_file, zip_start
+from nextword.predict_cli import add_trust_option
 
 FIRST_WORDS = 12
 
@@ -25,6 +26,7 @@ def add_parser(subparsers) -> None:
                                           "config and checksum status, without TensorFlow or an engine.")
     p.add_argument("model", metavar="MODEL", help="a .tflite or .onnx file written by `nextword export`")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_trust_option(p)
     p.set_defaults(run=run)
 
 
@@ -46,8 +48,10 @@ def summary(model: ModelFile) -> dict:
         "padding": meta.padding,
         "training": dataclasses.asdict(meta.training),
         "checksum": {"sha256": model.checksum, "verified": True,
-                     "covers": "flatbuffer (bytes before the metadata zip)" if model.format == "tflite"
-                     else "whole file with the digest field blanked"},
+                     "covers": "flatbuffer, vocab.txt and nextword.json (digest blanked)" if model.format == "tflite"
+                     else "whole file with the digest field blanked, up to any signature"},
+        "signature": None if model.signature is None else {
+            "algorithm": "ed25519", "key_sha256": model.signature.key_sha256, "verified": model.trusted},
         "vocab_sha256": {"sha256": tokenizer.vocab_sha256(), "verified": True},
         "nextword_version": meta.nextword_version,
         "format_version": meta.format_version,
@@ -79,7 +83,7 @@ def _shape(name: str, spec: dict) -> str:
 
 
 def run(args) -> int:
-    info = summary(read_model_file(args.model))
+    info = summary(read_model_file(args.model, trust=args.trust))
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
@@ -94,6 +98,10 @@ def run(args) -> int:
     lines = [
         f"{info['path']}: {info['format']} {info['precision']}, {info['size_bytes']:,} bytes",
         f"  checksum     sha256 {info['checksum']['sha256'][:16]}... verified ({info['checksum']['covers']})",
+        "  signature    " + ("none" if info["signature"] is None else
+                             f"ed25519, key sha256 {info['signature']['key_sha256'][:16]}... " +
+                             ("verified with the trusted key" if info["signature"]["verified"]
+                              else "not verified (give --trust KEY.pub)")),
         f"  vocabulary   {info['vocab_size']} tokens, sha256 verified; first: {', '.join(info['first_words'])}",
         "  special ids  " + ", ".join(f"{k} {v}" for k, v in info["special_ids"].items() if v is not None),
         f"  model        {shape}",

@@ -191,7 +191,7 @@ def line_mode(keyboard: Keyboard) -> int:
 
 def run(args) -> int:
     check_k(args.k)  # before loading the model
-    keyboard = Keyboard(Predictor.load(args.model, engine=args.engine, threads=args.threads), args.k)
+    keyboard = Keyboard(Predictor.load(args.model, engine=args.engine, threads=args.threads, trust=args.trust), args.k)
     if sys.stdin.isatty() and sys.stdout.isatty():
         return interactive(keyboard)
     return line_mode(keyboard)

@@ -21,6 +21,7 @@ Layout (format version 2):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -32,9 +33,11 @@ from pathlib import Path
 
 from nextword.config import ModelConfig
 from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, FLATBUFFER_ONLY_COVERS, ONNX_CONFIG_KEY,
-                               ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, TFLITE_CHECKSUM_COVERS, VOCAB_NAME, FormSpec,
-                               ModelMetadata)
-from nextword.errors import ChecksumError, MetadataError, ModelFileError, TokenizerFileError, VocabMismatchError
+                               ONNX_DIGEST_KEY, ONNX_SIGNATURE_KEY, ONNX_VOCAB_KEY, SIGNATURE_NAME,
+                               TFLITE_CHECKSUM_COVERS, VOCAB_NAME, FormSpec, ModelMetadata)
+from nextword.errors import (ChecksumError, MetadataError, ModelFileError, SignatureError, TokenizerFileError,
+                             VocabMismatchError)
+from nextword.signing import MAX_SIGNATURE_BYTES, Signature, verify
 from nextword.tflite_check import check_tflite
 from nextword.tokenizer import Tokenizer
 
@@ -49,6 +52,10 @@ class ModelFile:
     metadata: ModelMetadata
     tokenizer: Tokenizer
     checksum: str  # verified
+    #: The file's signature record, if it is signed (verified only when a trusted key was given).
+    signature: Signature | None = None
+    #: True when the signature was verified against a trusted key.
+    trusted: bool = False
 
     @property
     def config(self) -> ModelConfig:
@@ -72,7 +79,9 @@ def detect_format(data: bytes) -> str | None:
     return None
 
 
-def read_model_file(path: str | Path) -> ModelFile:
+def read_model_file(path: str | Path, *, trust=None) -> ModelFile:
+    """The checked model file at ``path``. ``trust``: a public key (PEM file, PEM bytes or key object):
+    only a file signed with it is accepted (``nextword.signing``)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -84,16 +93,19 @@ def read_model_file(path: str | Path) -> ModelFile:
         raise ModelFileError(f"cannot read model file {path}: {err.strerror}") from None
     fmt = detect_format(data)
     if fmt == "tflite":
-        metadata, vocab_text, checksum = _tflite_metadata(data, path)
+        metadata, vocab_text, checksum, signature = _tflite_metadata(data, path)
     elif fmt == "onnx":
-        metadata, vocab_text, checksum = _onnx_metadata(data, path)
+        metadata, vocab_text, checksum, signature = _onnx_metadata(data, path)
     elif path.suffix.lower() in (".keras", ".h5", ".hdf5"):
         raise ModelFileError(f"{path} is a Keras model, not a device file; export it first: "
                              f"nextword export {path} --out DIR (with --tokenizer FILE)")
     else:
         raise ModelFileError(f"{path} is neither a TFLite nor an ONNX model (unrecognised content); "
                              "give a file written by `nextword export`")
-    return _assemble(path, fmt, data, metadata, vocab_text, checksum)
+    if trust is not None:
+        verify(trust, signature, checksum, str(path))
+    model = _assemble(path, fmt, data, metadata, vocab_text, checksum)
+    return dataclasses.replace(model, signature=signature, trusted=trust is not None)
 
 
 # ------------------------------------------------------------------- TFLite
@@ -107,7 +119,7 @@ def zip_start(data: bytes) -> int | None:
     return start if 0 < start <= eocd else None
 
 
-def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
+def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str, Signature | None]:
     start = zip_start(data)
     if start is None:
         raise MetadataError(f"{path} is a TFLite model without nextword metadata (no vocabulary inside): "
@@ -121,6 +133,8 @@ def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
             # Reading checks each member's CRC-32: damage inside the archive is caught here.
             config_bytes = _member(archive, CONFIG_NAME, MAX_CONFIG_BYTES, path)
             vocab_bytes = _member(archive, VOCAB_NAME, MAX_VOCAB_BYTES, path)
+            signature_bytes = (_member(archive, SIGNATURE_NAME, MAX_SIGNATURE_BYTES, path)
+                               if SIGNATURE_NAME in names else None)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, RuntimeError,
             NotImplementedError, zlib.error) as err:
         raise ChecksumError(f"{path}: embedded metadata archive is damaged ({err}); re-export or re-copy the file"
@@ -142,7 +156,8 @@ def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
         raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {expected[:12]}..., "
                             f"found {actual[:12]}...); the file is damaged or was edited, re-export or re-copy it")
     check_tflite(data[:start], path)  # the checksum can be recomputed by anyone: the structure is checked too
-    return metadata, vocab_text, actual
+    signature = None if signature_bytes is None else Signature.from_bytes(signature_bytes, str(path))
+    return metadata, vocab_text, actual, signature
 
 
 def tflite_digest(flatbuffer: bytes, vocab: bytes, config: bytes, digest: str | None = None) -> str:
@@ -200,6 +215,20 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | 0x80 if value else byte)
+        if not value:
+            return bytes(out)
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """One protobuf field of wire type 2 (bytes, string, message)."""
+    return encode_varint(number << 3 | 2) + encode_varint(len(payload)) + payload
+
+
 def _fields(data: bytes, start: int = 0, end: int | None = None):
     """Top-level protobuf fields: (number, wire_type, value_start, value_end) for each."""
     pos, end = start, len(data) if end is None else end
@@ -250,9 +279,10 @@ def onnx_digest(data: bytes, span: tuple[int, int]) -> str:
     return hashlib.sha256(data[:start] + DIGEST_PLACEHOLDER.encode() + data[end:]).hexdigest()
 
 
-def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
+def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str, Signature | None]:
     try:
         props = onnx_metadata_props(data)
+        signed_end = _onnx_signature_start(data) if ONNX_SIGNATURE_KEY in props else len(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise ChecksumError(f"{path}: ONNX file is truncated or damaged ({err}); re-export or re-copy it") from None
     if ONNX_CONFIG_KEY not in props or ONNX_VOCAB_KEY not in props:
@@ -260,12 +290,34 @@ def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str]:
                             "export it with `nextword export`")
     if ONNX_DIGEST_KEY not in props:
         raise ChecksumError(f"{path} has no {ONNX_DIGEST_KEY} digest; re-export it with `nextword export`")
+    if signed_end is None:
+        raise SignatureError(f"{path}: its {ONNX_SIGNATURE_KEY} is not the file's last field; the file was edited "
+                             "after it was signed, use the file as it was shipped")
     expected, start, end = props[ONNX_DIGEST_KEY]
-    actual = onnx_digest(data, (start, end))
+    actual = onnx_digest(data[:signed_end], (start, end)) if end <= signed_end else ""
     if actual != expected:
         raise ChecksumError(f"{path}: model bytes do not match their sha256 (expected {expected[:12]}..., "
                             f"found {actual[:12]}...); the file is damaged, re-export or re-copy it")
-    return _parse_json(props[ONNX_CONFIG_KEY][0].encode("utf-8"), path, "onnx"), props[ONNX_VOCAB_KEY][0], actual
+    signature = None
+    if ONNX_SIGNATURE_KEY in props:
+        signature = Signature.from_bytes(props[ONNX_SIGNATURE_KEY][0].encode("utf-8"), str(path))
+    return (_parse_json(props[ONNX_CONFIG_KEY][0].encode("utf-8"), path, "onnx"), props[ONNX_VOCAB_KEY][0], actual,
+            signature)
+
+
+def _onnx_signature_start(data: bytes) -> int | None:
+    """Where the signature's metadata_props entry begins, if it is the file's last top-level field (else None):
+    the checksum covers every byte before it."""
+    previous_end = last_start = 0
+    last = None
+    for number, wire, start, end in _fields(data):
+        last_start, last, previous_end = previous_end, (number, wire, start, end), end
+    if last is None or last[:2] != (ONNX_METADATA_PROPS, 2):
+        return None
+    for sub_number, sub_wire, sub_start, sub_end in _fields(data, last[2], last[3]):
+        if sub_number == 1 and sub_wire == 2:
+            return last_start if data[sub_start:sub_end] == ONNX_SIGNATURE_KEY.encode() else None
+    return None
 
 
 # ------------------------------------------------------------------- common
@@ -294,7 +346,8 @@ def _assemble(path: Path, fmt: str, data: bytes, metadata: ModelMetadata, vocab_
     try:
         tokenizer = Tokenizer.from_text(vocab_text, metadata.tokenizer, source=str(path))
     except TokenizerFileError as err:
-        raise VocabMismatchError(f"{path}: {err}") from None
+        message = str(err)
+        raise VocabMismatchError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     if tokenizer.vocab_size != metadata.model.vocab_size:
         raise VocabMismatchError(
             f"{path}: vocabulary has {tokenizer.vocab_size} tokens but the model outputs {metadata.model.vocab_size} "

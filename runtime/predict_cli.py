@@ -21,6 +21,13 @@ def add_engine_options(parser) -> None:
     parser.add_argument("--engine", choices=ALL_ENGINES,
                         help="inference engine (default: the best one installed for the file's format)")
     parser.add_argument("--threads", type=int, help="engine threads (default: the engine's choice)")
+    add_trust_option(parser)
+
+
+def add_trust_option(parser) -> None:
+    parser.add_argument("--trust", metavar="KEY.pub", default=None,
+                        help="run the model only if it is signed with this Ed25519 public key (PEM, from "
+                             "`nextword keygen`; needs the cryptography package)")
 
 
 def add_parser(subparsers) -> None:
@@ -44,7 +51,7 @@ def _format(suggestions, as_json: bool) -> str:
 
 
 def run(args) -> int:
-    predictor = Predictor.load(args.model, engine=args.engine, threads=args.threads)
+    predictor = Predictor.load(args.model, engine=args.engine, threads=args.threads, trust=args.trust)
     predictor.rank(predictor.probabilities(""), args.k)  # validates k before any output
     if args.text is not None:
         print(_format(predictor.suggest(args.text, args.k), args.json))

@@ -49,8 +49,11 @@ class Predictor:
         self._start: tuple[list[int], np.ndarray, np.ndarray] | None = None  # see _start_state
 
     @classmethod
-    def load(cls, path: str | Path, *, engine: str | None = None, threads: int | None = None) -> Predictor:
-        model = read_model_file(path)  # checks metadata and checksum before any engine sees the file
+    def load(cls, path: str | Path, *, engine: str | None = None, threads: int | None = None,
+             trust=None) -> Predictor:
+        """The model file at ``path`` on ``engine`` (default: the best installed). ``trust``: an Ed25519 public
+        key (PEM path or bytes): only files signed with it load (``nextword.signing``)."""
+        model = read_model_file(path, trust=trust)  # metadata, checksum, structure: before any engine sees it
         predictor = cls(model.tokenizer, model.config, open_engine(model, engine, threads), model)
         predictor._probe(path)
         return predictor

@@ -162,6 +162,18 @@ def test_run_killed_mid_training_resumes_from_its_last_epoch(tiny_corpus, tmp_pa
     assert {p.name for p in out.iterdir()} == RUN_FILES
 
 
+def test_resume_after_a_kill_between_the_last_epoch_and_the_model_writes_the_model(tiny_corpus, tmp_path):
+    """Killed after its last checkpoint but before model.keras (found by benchmarks/kill_trials.py):
+    --resume finishes the run from the checkpoint instead of refusing it as complete."""
+    straight = train_tiny(tiny_corpus, tmp_path / "run", epochs=2)
+    (tmp_path / "run" / "model.keras").unlink()
+    (tmp_path / "run" / "train_report.json").unlink()
+    resumed = resume(tmp_path / "run")
+    assert (tmp_path / "run" / "model.keras").exists() and resumed.report["training"]["epochs_completed"] == 2
+    for ws, wr in zip(straight.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_array_equal(ws, wr)
+
+
 def test_resume_refuses_what_it_cannot_continue(tiny_corpus, tmp_path):
     with pytest.raises(RunDirError, match="does not exist"):
         resume(tmp_path / "missing")

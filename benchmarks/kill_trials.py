@@ -1,0 +1,177 @@
+"""kill -9 at random points of `nextword train` and `nextword export`: is anything lost or half-written?
+
+    .venv/bin/python benchmarks/kill_trials.py --trials 20 --out build/kill --json build/kill.json
+
+Train: a small stream-mode model on a generated corpus (8 epochs, each a few seconds), killed with SIGKILL
+at a random moment from process start to the end of an uninterrupted run; then `--resume` (or, if no
+epoch had completed, the same command again) must finish, every file under a final name must be whole,
+and the final weights must equal the uninterrupted run's (same seed; op determinism is on).
+Export: the uninterrupted run's export to every format and precision, killed at a random moment; every
+model file present under its final name must pass the runtime's checks, export_report.json must parse,
+and exporting again (--overwrite) must finish with files byte-identical to an uninterrupted export.
+Exit status 1 if any trial lost or damaged something.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+NEXTWORD = [sys.executable, "-m", "nextword"]
+TRAIN_ARGS = ["--mode", "stream", "--epochs", "8", "--batch-size", "16", "--hidden-size", "32", "--window", "8",
+              "--embedding-dim", "16", "--eos", "--seed", "3"]
+MODEL_FILES = ("model.tflite", "model.float16.tflite", "model.int8.tflite", "model.onnx", "model.int8.onnx")
+
+
+def corpus(path: Path) -> Path:
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(300)]
+    lines = [" ".join(rng.choice(words[: rng.randint(20, 300)]) for _ in range(rng.randint(4, 12)))
+             for _ in range(1500)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(args: list[str], *, kill_after: float | None = None) -> tuple[int, float]:
+    """(exit status, seconds); SIGKILL after ``kill_after`` seconds if it is still running."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    started = time.perf_counter()
+    process = subprocess.Popen(NEXTWORD + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        _, err = process.communicate(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+    code = process.returncode
+    if code not in (0, -signal.SIGKILL):
+        raise SystemExit(f"nextword {' '.join(args)} failed ({code}): {err.decode()[-500:] if err else ''}")
+    return code, time.perf_counter() - started
+
+
+def whole_files(folder: Path) -> list[str]:
+    """Problems with the files under final names in ``folder`` (temp files of a cut write are ignored)."""
+    problems = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".keras":
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                    if bad:
+                        problems.append(f"{path}: member {bad} damaged")
+            elif path.name in MODEL_FILES:
+                from nextword.modelfile import read_model_file
+
+                read_model_file(path)
+        except Exception as err:  # noqa: BLE001 - any failure is the finding
+            problems.append(f"{path}: {type(err).__name__}: {str(err)[:120]}")
+    return problems
+
+
+def weights(run_dir: Path) -> list:
+    from nextword.train.loading import load_run
+
+    return load_run(run_dir).model.get_weights()
+
+
+def train_trials(root: Path, text: Path, trials: int, rng: random.Random) -> dict:
+    import numpy as np
+
+    reference = root / "train-reference"
+    shutil.rmtree(reference, ignore_errors=True)
+    _, full = run(["train", "--corpus", str(text), "--out", str(reference), *TRAIN_ARGS])
+    expected = weights(reference)
+    rows = []
+    for trial in range(trials):
+        out = root / f"train-{trial}"
+        shutil.rmtree(out, ignore_errors=True)
+        at = rng.uniform(0.5, full)
+        code, _ = run(["train", "--corpus", str(text), "--out", str(out), *TRAIN_ARGS], kill_after=at)
+        problems = whole_files(out) if out.exists() else []
+        state = out / "checkpoints" / "state.json"
+        epoch = json.loads(state.read_text())["epoch"] if state.exists() else 0
+        if code == 0:
+            how = "finished before the kill"
+        elif epoch:
+            run(["train", "--out", str(out), "--resume"])
+            how = f"resumed from epoch {epoch}"
+        else:
+            run(["train", "--corpus", str(text), "--out", str(out), *TRAIN_ARGS, "--overwrite"])
+            how = "no epoch completed: started again"
+        problems += whole_files(out)
+        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(expected, weights(out)))
+        rows.append({"trial": trial, "killed_at_s": round(at, 2), "outcome": how, "problems": problems,
+                     "max_weight_diff": diff})
+        print(f"train  trial {trial:2d}: killed at {at:5.1f} s of {full:.1f}; {how}; "
+              f"max |w - w_uninterrupted| {diff:.2e}; {len(problems)} problem(s)", flush=True)
+        shutil.rmtree(out, ignore_errors=True)
+    return {"uninterrupted_s": round(full, 1), "trials": rows}
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in MODEL_FILES
+            if (folder / name).exists()}
+
+
+def export_trials(root: Path, trials: int, rng: random.Random) -> dict:
+    run_dir = root / "train-reference"
+    reference = root / "export-reference"
+    shutil.rmtree(reference, ignore_errors=True)
+    _, full = run(["export", str(run_dir), "--out", str(reference)])
+    expected = digests(reference)
+    rows = []
+    for trial in range(trials):
+        out = root / f"export-{trial}"
+        shutil.rmtree(out, ignore_errors=True)
+        at = rng.uniform(0.5, full)
+        code, _ = run(["export", str(run_dir), "--out", str(out)], kill_after=at)
+        present = sorted(n for n in MODEL_FILES if (out / n).exists())
+        problems = whole_files(out) if out.exists() else []
+        run(["export", str(run_dir), "--out", str(out), "--overwrite"])
+        problems += whole_files(out)
+        same = digests(out) == expected
+        if not same:
+            problems.append("files differ from the uninterrupted export")
+        rows.append({"trial": trial, "killed_at_s": round(at, 2), "finished_before_kill": code == 0,
+                     "files_present_after_kill": present, "problems": problems, "identical_after_rerun": same})
+        print(f"export trial {trial:2d}: killed at {at:5.1f} s of {full:.1f}; {len(present)} file(s) under final "
+              f"names, all whole: {not problems}; identical after re-export: {same}", flush=True)
+        shutil.rmtree(out, ignore_errors=True)
+    return {"uninterrupted_s": round(full, 1), "trials": rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("build/kill"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+    text = corpus(args.out / "corpus.txt")
+    summary = {"train": train_trials(args.out, text, args.trials, rng), "export": export_trials(args.out, args.trials, rng)}
+    failed = [row for part in summary.values() for row in part["trials"] if row["problems"]
+              or row.get("max_weight_diff", 0) > 1e-6]
+    summary["failed_trials"] = len(failed)
+    print(f"{2 * args.trials} trials, {len(failed)} with a problem")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
