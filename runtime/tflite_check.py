@@ -86,7 +86,7 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.size = len(data)
-        self.budget = 4_000_000  # tables and vector elements visited: a crafted file cannot make this slow
+        self.budget = 1_000_000  # tables and strings visited: a crafted file cannot make the check slow
 
     def scalar(self, at: int, kind: str):
         fmt = _SCALARS[kind]
@@ -113,7 +113,6 @@ class _Reader:
         start = at + 4
         if start + length * element_bytes > self.size:
             raise _Invalid(f"a vector at byte {at} of {length:,} elements runs past the flatbuffer")
-        self.spend(length)
         return start, length
 
     def string(self, at: int) -> bytes:
@@ -172,6 +171,7 @@ class _Reader:
                 return list(struct.unpack_from(f"<{length}{_SCALARS[element][1]}", self.data, start)) \
                     if element != "u8" else (start, length)
             start, length = self.vector(where, 4)
+            self.spend(length)  # each element is followed: tables and strings
             if element == "str":
                 return [self.string(self.target(start + 4 * i)) for i in range(length)]
             return [self.table(self.target(start + 4 * i), _TABLES[element]) for i in range(length)]

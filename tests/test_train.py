@@ -166,7 +166,10 @@ def test_resume_after_a_kill_between_the_last_epoch_and_the_model_writes_the_mod
     """Killed after its last checkpoint but before model.keras (found by benchmarks/kill_trials.py):
     --resume finishes the run from the checkpoint instead of refusing it as complete."""
     straight = train_tiny(tiny_corpus, tmp_path / "run", epochs=2)
-    (tmp_path / "run" / "model.keras").unlink()
+    (tmp_path / "run" / "train_report.json").unlink()  # killed between the model and the report
+    resume(tmp_path / "run")
+    assert (tmp_path / "run" / "train_report.json").exists()
+    (tmp_path / "run" / "model.keras").unlink()  # killed between the last checkpoint and the model
     (tmp_path / "run" / "train_report.json").unlink()
     resumed = resume(tmp_path / "run")
     assert (tmp_path / "run" / "model.keras").exists() and resumed.report["training"]["epochs_completed"] == 2

@@ -288,9 +288,9 @@ def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = Fa
     if run.state.exists():
         state = read_json(run.state, what="checkpoint state")
         initial_epoch, history, checkpoint = state["epoch"], state["history"], run.checkpoints / state["checkpoint"]
-        if finish or (initial_epoch >= train_config.epochs and not run.model.exists()):
-            # --finish, or a run stopped after its last epoch but before its model was written (a kill):
-            # nothing left to train, so resuming writes the model and report from the checkpoint.
+        if finish or (initial_epoch >= train_config.epochs and not (run.model.exists() and run.report.exists())):
+            # --finish, or a run stopped after its last epoch but before its model and report were both
+            # written (a kill): nothing left to train, so resuming writes them from the checkpoint.
             train_config = dataclasses.replace(train_config, epochs=initial_epoch)
         elif initial_epoch >= train_config.epochs:
             raise RunDirError(
