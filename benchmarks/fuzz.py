@@ -370,6 +370,7 @@ def campaign(seeds: list[Path], mutants: int, python: str, *, timeout: float = 3
         try:
             for seed_path in seeds:
                 data = Path(seed_path).read_bytes()
+                label_file = f"{Path(seed_path).parent.name}/{Path(seed_path).name}"
                 fmt = detect_format(data)
                 for kind in kinds:
                     if kind == "zip" and fmt != "tflite":
@@ -380,12 +381,11 @@ def campaign(seeds: list[Path], mutants: int, python: str, *, timeout: float = 3
                             mutant = Path(tmp) / f"{index}{Path(seed_path).suffix}"
                             mutant.write_bytes(mutate(data, kind, resign, rng))
                             outcome, detail = worker_process.classify(mutant)
-                            rows[(Path(seed_path).name, label, outcome)] += 1
+                            rows[(label_file, label, outcome)] += 1
                             if outcome in FAILURES:
-                                examples.setdefault((Path(seed_path).name, label, outcome, detail[:60]), detail)
-                        log(f"{Path(seed_path).name:24} {label:18} " + " ".join(
-                            f"{o}={rows[(Path(seed_path).name, label, o)]}" for o in OUTCOMES
-                            if rows[(Path(seed_path).name, label, o)]))
+                                examples.setdefault((label_file, label, outcome, detail[:60]), detail)
+                        log(f"{label_file:32} {label:18} " + " ".join(
+                            f"{o}={rows[(label_file, label, o)]}" for o in OUTCOMES if rows[(label_file, label, o)]))
         finally:
             worker_process.close()
     totals = Counter()
@@ -395,6 +395,23 @@ def campaign(seeds: list[Path], mutants: int, python: str, *, timeout: float = 3
             "totals": {o: totals[o] for o in OUTCOMES},
             "rows": [{"file": f, "kind": k, "outcome": o, "count": c} for (f, k, o), c in sorted(rows.items())],
             "failures": [{"file": f, "kind": k, "outcome": o, "detail": d} for (f, k, o, _), d in examples.items()]}
+
+
+def markdown(summaries: dict[str, dict]) -> str:
+    """One table: engine and format x kind -> outcomes, summed over the seed files."""
+    lines = ["| engine (format) | kind | files | " + " | ".join(OUTCOMES) + " |",
+             "|---|---|---|" + "---|" * len(OUTCOMES)]
+    for name, summary in summaries.items():
+        by_kind: dict[str, Counter] = {}
+        for row in summary["rows"]:
+            by_kind.setdefault(row["kind"], Counter())[row["outcome"]] += row["count"]
+        for kind, counts in by_kind.items():
+            lines.append(f"| {name} | {kind} | {sum(counts.values()):,} | "
+                         + " | ".join(f"{counts[o]:,}" for o in OUTCOMES) + " |")
+        totals = summary["totals"]
+        lines.append(f"| **{name}** | **all** | **{sum(totals.values()):,}** | "
+                     + " | ".join(f"**{totals[o]:,}**" for o in OUTCOMES) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
