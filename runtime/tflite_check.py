@@ -233,6 +233,10 @@ def _check_subgraph(reader: _Reader, number: int, graph: dict, n_subgraphs: int,
         _check_tensor(reader, f"{where} tensor {index}", tensor, buffers)
     for value in graph.get("inputs", []) + graph.get("outputs", []):
         tensor_index(value, "an input or output", optional=False)
+    # Data flow: operators run in order, each reading what exists by then (an input of the subgraph, a
+    # constant, a variable, or an earlier operator's output); tflite-runtime dereferences the rest.
+    ready = set(graph.get("inputs", []))
+    ready.update(i for i, t in enumerate(tensors) if t.get("is_variable") or _has_data(buffers, t.get("buffer", 0)))
     for index, operator in enumerate(graph.get("operators", [])):
         what = f"operator {index}"
         if not operator.get("opcode_index", 0) < n_codes:
@@ -241,6 +245,11 @@ def _check_subgraph(reader: _Reader, number: int, graph: dict, n_subgraphs: int,
             tensor_index(value, what)
         for value in operator.get("outputs", []):
             tensor_index(value, what, optional=False)
+        unset = [value for value in operator.get("inputs", []) if value != -1 and value not in ready]
+        if unset:
+            raise _Invalid(f"{where}: {what} reads tensor {unset[0]} before any operator writes it")
+        ready.update(operator.get("outputs", []))
+        ready.update(operator.get("intermediates", []))
         if operator.get("builtin_options_2_type", 0) or operator.get("large_custom_options_size", 0) \
                 or operator.get("large_custom_options_offset", 0):
             raise _Invalid(f"{where}: {what} has options nextword never writes")
@@ -252,6 +261,14 @@ def _check_subgraph(reader: _Reader, number: int, graph: dict, n_subgraphs: int,
             for field in _SUBGRAPH_FIELDS:
                 if field in options and not 0 <= options[field] < n_subgraphs:
                     raise _Invalid(f"{where}: {what}'s {field} is {options[field]} of {n_subgraphs} subgraphs")
+    unset = [value for value in graph.get("outputs", []) if value not in ready]
+    if unset:
+        raise _Invalid(f"{where}: its output tensor {unset[0]} is never written")
+
+
+def _has_data(buffers: list[dict], index: int) -> bool:
+    data = buffers[index].get("data") if 0 < index < len(buffers) else None
+    return data is not None and data[1] > 0
 
 
 def _check_tensor(reader: _Reader, where: str, tensor: dict, buffers: list[dict]) -> None:

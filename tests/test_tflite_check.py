@@ -85,6 +85,9 @@ def test_a_large_model_passes(original):
     ("negative dimension", lambda m: setattr(m.subgraphs[0].tensors[0], "shape", [-3, 4]), "negative"),
     ("constant data size", lambda m: _shrink_constant(m), "bytes of data"),
     ("metadata buffer", lambda m: setattr(m.metadata[0], "buffer", 10_000), "names buffer"),
+    # A while body whose operators were zeroed away (found by the fuzz run: SIGSEGV in tflite-runtime 2.14).
+    ("data flow", lambda m: setattr(m.subgraphs[-1], "operators", []), "never written"),
+    ("operator order", lambda m: m.subgraphs[0].operators.reverse(), "before any operator writes it"),
 ])
 def test_an_impossible_index_or_type_is_refused(original, tmp_path, rule, change, match):
     _refused(tmp_path, _edit(original, change), match)
