@@ -118,6 +118,8 @@ def train_trials(root: Path, text: Path, trials: int, rng: random.Random) -> dic
         epoch = json.loads(state.read_text())["epoch"] if state.exists() else 0
         if code == 0:
             how = "finished before the kill"
+        elif (out / "train_report.json").exists():
+            how = "killed after the run was complete (its report written): nothing to resume"
         elif epoch:
             run(["train", "--out", str(out), "--resume"])
             how = f"resumed from epoch {epoch}"

@@ -313,6 +313,6 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
         history=history, fit_seconds=fit_seconds, wall_seconds=time.perf_counter() - started,
         resumed_from=initial_epoch,
     )
-    write_json(run.report, report)
     reporting.plot_history(history, run.history_plot, title=reporting.plot_title(report))
+    write_json(run.report, report)  # last: a run with its report is complete (resume relies on it)
     return TrainResult(report, final, tokenizer, model_config)
