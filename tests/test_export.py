@@ -504,3 +504,50 @@ def test_metadata_archive_tampering_is_refused_before_inflating(exported, tmp_pa
     damaged.write_bytes(flatbuffer + bytes(raw))
     with pytest.raises(MetadataError, match=message):
         read_model_file(damaged)
+
+
+@pytest.mark.parametrize("field, value", [("lower", "yes"), ("filters", 5), ("max_vocab", "12"), ("min_count", 1.5),
+                                          ("unused_from", -4), ("unk_token", ["<unk>"]), ("split", "")])
+def test_tokenizer_settings_of_the_wrong_type_are_refused(exported, tmp_path, field, value):
+    """Re-signed files whose tokenizer settings have the wrong type or range: one typed line at load."""
+    from nextword.errors import NextwordError
+    from nextword.export.tflite_format import with_associated_files
+
+    _, models, _ = exported
+    data = (models / "model.tflite").read_bytes()
+    with zipfile.ZipFile(models / "model.tflite") as archive:
+        vocab, config = archive.read("vocab.txt").decode(), json.loads(archive.read("nextword.json"))
+    config["tokenizer"][field] = value
+    path = tmp_path / "edited.tflite"
+    path.write_bytes(with_associated_files(data[:zip_start(data)], vocab, config))
+    with pytest.raises(NextwordError) as info:
+        read_model_file(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("field, change", [("hidden_size", 8), ("num_layers", 1), ("vocab_size", 0)])
+def test_an_onnx_config_that_does_not_fit_the_graph_is_refused_at_load(exported, tmp_path, field, change):
+    """The ONNX metadata edited and re-signed: the graph's declared shapes disagree, one typed line naming
+    the field (onnxruntime's own InvalidArgument never reaches the user)."""
+    import sys as _sys
+
+    from nextword.contract import ONNX_CONFIG_KEY
+    from nextword.errors import NextwordError
+    from nextword.modelfile import onnx_metadata_props
+    from nextword.predictor import Predictor
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fuzz
+
+    _, models, _ = exported
+    data = (models / "model.onnx").read_bytes()
+    config = json.loads(onnx_metadata_props(data)[ONNX_CONFIG_KEY][0])
+    config["model"][field] += change
+    if field == "vocab_size":  # a consistent edit would need the vocabulary too: change the output size only
+        config["model"][field] += 1
+    path = tmp_path / "edited.onnx"
+    path.write_bytes(fuzz.onnx_resign(fuzz.onnx_set_prop(data, ONNX_CONFIG_KEY, json.dumps(config).encode())))
+    with pytest.raises(NextwordError) as info:
+        Predictor.load(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
