@@ -41,7 +41,8 @@ from collections import Counter
 from pathlib import Path
 
 from nextword.contract import CONFIG_NAME, DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, VOCAB_NAME
-from nextword.modelfile import _fields, detect_format, onnx_digest, onnx_metadata_props, tflite_digest, zip_start
+from nextword.modelfile import (_fields, detect_format, encode_varint, length_delimited, onnx_digest, onnx_metadata_props,
+                                tflite_digest, zip_start)
 
 BYTE_KINDS = ("bitflip", "truncate", "zeros", "insert", "append")
 META_KINDS = ("zip", "config", "vocab")
@@ -87,18 +88,6 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def onnx_set_prop(data: bytes, key: str, value: bytes) -> bytes:
     """The ONNX file with metadata_props[key] replaced (lengths re-encoded); unchanged if not found."""
     for number, wire, start, end in _fields(data):
@@ -110,9 +99,9 @@ def onnx_set_prop(data: bytes, key: str, value: bytes) -> bytes:
                 entry_key = data[sub_start:sub_end]
         if entry_key != key.encode():
             continue
-        body = b"\x0a" + _encode_varint(len(entry_key)) + entry_key + b"\x12" + _encode_varint(len(value)) + value
-        key_start = start - len(_encode_varint(end - start)) - 1
-        return data[:key_start] + b"\x72" + _encode_varint(len(body)) + body + data[end:]
+        body = length_delimited(1, entry_key) + length_delimited(2, value)
+        key_start = start - len(encode_varint(end - start)) - 1
+        return data[:key_start] + length_delimited(14, body) + data[end:]
     return data
 
 
