@@ -14,6 +14,7 @@ serialises its calls with a lock.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import threading
@@ -38,6 +39,20 @@ def _available(name: str) -> bool:
         return importlib.util.find_spec(module.split(".")[0]) is not None
     except (ImportError, ValueError):
         return False
+
+
+@contextlib.contextmanager
+def _typed(engine: str):
+    """An inference that fails inside the engine is an EngineError: a file that passed every check at load can
+    still hold a graph that fails on some input (a damaged, re-signed file); it must not escape untyped."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except Exception as err:  # noqa: BLE001 - engines raise their own types (RuntimeError, InvalidArgument ...)
+        detail = " ".join(str(err).split())[:200]
+        raise EngineError(f"{engine} failed to run the model ({type(err).__name__}: {detail}); the file is damaged "
+                          "or was edited after export: export it again") from None
 
 
 class TFLiteEngine:
@@ -85,18 +100,18 @@ class TFLiteEngine:
         return shapes
 
     def window(self, tokens: np.ndarray) -> np.ndarray:
-        with self._lock:
+        with self._lock, _typed(self.name):
             return self._window(**{TOKENS: np.ascontiguousarray(tokens, np.int32)})[PROBS]
 
     def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
-        with self._lock:
+        with self._lock, _typed(self.name):
             out = self._step(**{TOKEN: np.ascontiguousarray(token, np.int32), H: np.ascontiguousarray(h, np.float32),
                                 C: np.ascontiguousarray(c, np.float32)})
         return out[PROBS], out[H_OUT], out[C_OUT]
 
     def sequence(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
         """(batch, steps) tokens from state h, c; the signature runner resizes to ``steps`` per call."""
-        with self._lock:
+        with self._lock, _typed(self.name):
             out = self._sequence(**{TOKENS: np.ascontiguousarray(tokens, np.int32),
                                     H: np.ascontiguousarray(h, np.float32), C: np.ascontiguousarray(c, np.float32)})
         return out[PROBS], out[H_OUT], out[C_OUT]
@@ -132,6 +147,10 @@ class OnnxEngine:
         return {SEQUENCE: (sorted(i.name for i in session.get_inputs()), sorted(o.name for o in session.get_outputs()))}
 
     def sequence(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
+        with _typed(self.name):
+            return self._run(tokens, h, c)
+
+    def _run(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
         probs, h_out, c_out = self._session.run(
             [PROBS, H_OUT, C_OUT],
             {TOKENS: np.ascontiguousarray(tokens, np.int32), H: np.ascontiguousarray(h, np.float32),
