@@ -338,3 +338,28 @@ def test_suggest_runs_as_many_steps_as_the_context_has_words(exported):
     assert predictor._start is not None  # computed once, by the load's probe, before the engine was recorded
     batch = predictor.suggest_batch(["we want some tea", "tea"], 3)
     assert calls[-1] == (2, 4) and [s.word for s in batch[1]] == [s.word for s in predictor.suggest("tea", 3)]
+
+
+@pytest.mark.parametrize("name", ["model.tflite", "model.onnx"])
+def test_an_engine_failure_after_load_is_a_typed_error(exported, name):
+    """A file that passed every check at load can still fail inside the engine on some later input (the short
+    fuzz run found one): the caller gets an EngineError, one line, never the engine's own exception."""
+    from nextword.errors import EngineError
+
+    _, models, _ = exported
+    predictor = Predictor.load(models / name)
+    engine = predictor.engine
+    inner = "_window" if name.endswith(".tflite") else "_session"
+
+    class Failing:
+        def __call__(self, *args, **kwargs):
+            raise RuntimeError("Node number 5 (SPLIT) failed to invoke.")
+
+        run = __call__
+
+    setattr(engine, inner, Failing())
+    if name.endswith(".tflite"):
+        engine._sequence = engine._step = Failing()
+    with pytest.raises(EngineError, match="SPLIT") as info:
+        predictor.suggest("we want", 3)
+    assert "\n" not in str(info.value)
