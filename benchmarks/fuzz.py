@@ -27,6 +27,7 @@ untyped exception.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -192,8 +193,6 @@ def edit_config(config: bytes, rng: random.Random) -> bytes:
 def edit_vocab(vocab: bytes, config: bytes, rng: random.Random, *, consistent: bool) -> tuple[bytes, bytes]:
     """Vocabulary lines swapped, dropped, duplicated, appended or changed; ``consistent``: the config's
     vocabulary size and sha256 updated to match (what a careful editor does)."""
-    import hashlib
-
     lines = vocab.decode("utf-8", "replace").split("\n")
     i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
     how = rng.choice(("swap", "drop", "dup", "append", "change", "empty"))
