@@ -24,7 +24,7 @@ class Suggestion(NamedTuple):
 def window_ids(ids: Sequence[int], window: int) -> np.ndarray:
     """The last ``window`` ids, pre-padded with 0: shape ``(window,)``, int32."""
     out = np.full(window, PAD_ID, dtype=np.int32)
-    tail = list(ids)[-window:] if window else []
+    tail = list(ids[-window:]) if window else []
     if tail:
         out[window - len(tail):] = tail
     return out
@@ -44,6 +44,19 @@ class WordIndex:
         self.ids = np.array([i for _, i in pairs], dtype=np.int64)
         self.special_ids = np.array(sorted(special), dtype=np.int64)
 
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, int]], size: int) -> WordIndex:
+        """An index over given (word, id) pairs out of ``size`` ids: a user's personal words beside the
+        model's, blocked ones left out. Every other id is hidden, as special tokens are."""
+        index = cls.__new__(cls)
+        pairs = sorted(pairs)
+        index.words = [w for w, _ in pairs]
+        index.ids = np.array([i for _, i in pairs], dtype=np.int64)
+        hidden = np.ones(size, dtype=bool)
+        hidden[index.ids] = False
+        index.special_ids = np.flatnonzero(hidden)
+        return index
+
     def _span(self, prefix: str) -> tuple[int, int]:
         return (bisect.bisect_left(self.words, prefix), bisect.bisect_left(self.words, prefix + "\U0010ffff"))
 
@@ -51,6 +64,12 @@ class WordIndex:
         """Ids of the words that start with ``prefix`` (every word for "")."""
         lo, hi = self._span(prefix)
         return self.ids[lo:hi]
+
+    def suggests(self, token_id: int) -> bool:
+        """Whether the strip may show this id."""
+        if getattr(self, "_id_set", None) is None:
+            self._id_set = frozenset(self.ids.tolist())
+        return token_id in self._id_set
 
     def begins_some_word(self, prefix: str) -> bool:
         lo, hi = self._span(prefix)

@@ -63,14 +63,21 @@ class KeystrokeCounter:
         self.typed = 0
         self.with_strip = 0
 
-    def add(self, probs: np.ndarray, target: int, shown_without_prefix: bool) -> None:
-        word = self.vocab[target]
+    def add(self, probs: np.ndarray, target: int, shown_without_prefix: bool, *, index: WordIndex | None = None,
+            word: str | None = None) -> None:
+        """One target word; ``index`` and ``word`` for a strip that ranks more words than the vocabulary's
+        (a user profile's personal words), where ``target`` may be an id past the vocabulary."""
+        word = self.vocab[target] if word is None else word
+        index = index or self.index
         self.typed += len(word) + 1
+        if target < 0:  # the strip cannot show it (a word outside what it suggests): typed in full
+            self.with_strip += len(word) + 1
+            return
         if shown_without_prefix:
             self.with_strip += 1
             return
         for letters in range(1, len(word)):
-            shown = self.index.top(probs, SUGGESTIONS, word[:letters])
+            shown = index.top(probs, SUGGESTIONS, word[:letters])
             if target in shown:
                 self.with_strip += letters + 1
                 return
@@ -136,3 +143,89 @@ def evaluate(window_fn: WindowFn, tokenizer: Tokenizer, window: int, lines: Iter
         "context": context,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+class TargetScores:
+    """The measures of ``evaluate``, accumulated one target at a time (a simulated user's session)."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.keys = KeystrokeCounter(tokenizer)
+        self.nll, self.tokens, self.top = 0.0, 0, {1: 0, 3: 0, 5: 0}
+        self.words, self.suggest_top = 0, {1: 0, 3: 0}
+
+    def add(self, probs: np.ndarray, target: int | None, word: str | None, index: WordIndex) -> None:
+        """``target``: the id scored (None: the model cannot score it); ``word``: the target as a word the
+        user typed (None for special tokens); ``index``: what the strip may suggest."""
+        p_target = float(probs[target]) if target is not None else 0.0
+        if target is not None:
+            self.nll -= math.log(max(p_target, 1e-30))
+            self.tokens += 1
+            rank = int((probs > p_target).sum())
+            for k in self.top:
+                self.top[k] += rank < k
+        if word is None:
+            return
+        self.words += 1
+        if target is None or not index.suggests(target):
+            self.keys.add(probs, -1, False, index=index, word=word)
+            return
+        masked = probs.copy()
+        masked[index.special_ids] = -1.0
+        rank = int((masked > p_target).sum())
+        for k in self.suggest_top:
+            self.suggest_top[k] += rank < k
+        self.keys.add(probs, target, rank < SUGGESTIONS, index=index, word=word)
+
+    def result(self) -> dict:
+        n, words = max(self.tokens, 1), max(self.words, 1)
+        return {"perplexity": math.exp(self.nll / n) if self.tokens else float("nan"),
+                "top1": self.top[1] / n, "top3": self.top[3] / n, "top5": self.top[5] / n,
+                "suggest_top1": self.suggest_top[1] / words, "suggest_top3": self.suggest_top[3] / words,
+                "ksr": self.keys.ksr, "tokens": self.tokens, "suggest_tokens": self.words, "context": "line"}
+
+
+def evaluate_adapted(predictor, lines: Iterable[str], profile=None, *, progress=None) -> dict:
+    """One user typing ``lines`` in order, each line a message sent after it is scored (line context):
+    every measure with the profile's adaptation, and under ``baseline`` without it, on the same targets.
+
+    Unlike ``evaluate``, a word outside the vocabulary is a word target here in both runs (the user
+    typed it): the model alone can never suggest it, a profile can once it became a personal word."""
+    from nextword.profile import Profile
+
+    profile = profile if profile is not None else Profile()
+    session = predictor.session(profile)
+    tokenizer = predictor.tokenizer
+    eos = tokenizer.vocab[tokenizer.eos_id] if tokenizer.eos_id is not None else None
+    adapted, baseline = TargetScores(tokenizer), TargetScores(tokenizer)
+    base_index = predictor.words
+    special_tokens = set(tokenizer.config.special_tokens)
+    unknown = personal = 0
+    started = time.perf_counter()
+    for line in lines:
+        tokens = tokenizer.split(line) + ([eos] if eos else [])
+        session.reset()
+        for token in tokens:
+            ids = tokenizer.ids([token])
+            model_id = ids[0] if ids else None
+            word = None if token in special_tokens else token
+            model = session.probabilities()
+            mixed, index = session.adapted()
+            target = model_id
+            if word is not None and tokenizer.id_of(token) is None:
+                unknown += 1
+                extra = profile.extra_id(token)
+                if extra is not None:
+                    target = extra
+                    personal += index.suggests(extra)
+            baseline.add(model, model_id, word, base_index)
+            adapted.add(mixed, target, word, index)
+            session.feed_tokens([token])
+            if progress is not None:
+                progress(1)
+        session.commit()
+    result = adapted.result()
+    words = max(result["suggest_tokens"], 1)
+    result.update({"adapt": True, "unknown_word_share": unknown / words, "personal_word_share": personal / words,
+                   "mixing_weights": profile.summary()["mixing_weights"],
+                   "seconds": round(time.perf_counter() - started, 2), "baseline": baseline.result()})
+    return result

@@ -2,9 +2,13 @@
 
     nextword keyboard models/default/model.int8.tflite
 
+    nextword keyboard models/default/model.int8.tflite --profile me.profile   # learns from what you send
+
 The Raspberry Pi script: it needs only the runtime and one engine. Keys:
 Tab accepts the first suggestion, Alt+1..9 (or Esc, then the digit) accepts that one, digits are
-text, Backspace deletes, Ctrl-U clears the line, Enter starts a new line, Ctrl-C or Ctrl-D quits.
+text, Backspace deletes, Ctrl-U clears the line, Enter sends the line (with ``--profile`` the
+keyboard learns from it, unless ``--incognito``), Ctrl-B blocks the word under the cursor,
+Ctrl-C or Ctrl-D quits.
 The typed line scrolls sideways instead of wrapping, so a line longer than the terminal never
 leaves stale copies behind. When standard input is not a terminal it falls back to line mode:
 each line read is answered with its suggestions.
@@ -19,10 +23,12 @@ import sys
 from nextword.errors import UsageError
 from nextword.predict_cli import add_engine_options
 from nextword.predictor import Predictor
+from nextword.profile import Profile, read_blocklist
 
 HELP = ("Tab: accept 1st | Alt+1..9 (or Esc, digit): accept that one | Backspace | Ctrl-U: clear | "
-        "Enter: new line | Ctrl-C/Ctrl-D: quit")
-CTRL_C, CTRL_D, CTRL_U, TAB, ENTER, BACKSPACES = "\x03", "\x04", "\x15", "\t", ("\r", "\n"), ("\x7f", "\x08")
+        "Enter: send | Ctrl-B: block the word | Ctrl-C/Ctrl-D: quit")
+CTRL_B, CTRL_C, CTRL_D, CTRL_U, TAB = "\x02", "\x03", "\x04", "\x15", "\t"
+ENTER, BACKSPACES = ("\r", "\n"), ("\x7f", "\x08")
 ESC = "\x1b"
 #: Suggestions the strip can show: one Alt+digit each.
 MAX_K = 9
@@ -34,6 +40,10 @@ def add_parser(subparsers) -> None:
                                           "keystroke. " + HELP)
     p.add_argument("model", metavar="MODEL", help="a .tflite or .onnx file written by `nextword export`")
     p.add_argument("-k", type=int, default=3, help=f"suggestions in the strip (default 3, 1 to {MAX_K})")
+    p.add_argument("--profile", metavar="FILE",
+                   help="learn from every line you send and suggest your own words (created if missing)")
+    p.add_argument("--incognito", action="store_true", help="use the profile but learn and store nothing")
+    p.add_argument("--block", metavar="FILE", help="words never to suggest, one per line")
     add_engine_options(p)
     p.set_defaults(run=run)
 
@@ -46,17 +56,54 @@ def check_k(k: int) -> None:
 class Keyboard:
     """The editing logic, separate from the terminal so it can be tested directly."""
 
-    def __init__(self, predictor: Predictor, k: int = 3) -> None:
+    def __init__(self, predictor: Predictor, k: int = 3, profile: Profile | None = None, *,
+                 incognito: bool = False, block=()) -> None:
         check_k(k)
         self.predictor = predictor
         self.k = k
         self.text = ""
         #: One line shown in place of the strip until the next key (e.g. "no suggestion 3").
         self.message = ""
+        self.profile = profile
+        self.incognito = incognito
+        self.session = predictor.session(profile, incognito=incognito, block=block)
+        self._fed: str | None = None  # the context the session holds
 
-    def suggestions(self):
-        context, partial = self.predictor.split_partial(self.text)
-        return self.predictor.rank(self.predictor.probabilities(context), self.k, partial)
+    def suggestions(self, text: str | None = None, partial: str | None = None):
+        if text is None:
+            text, partial = self.predictor.split_partial(self.text)
+        if text != self._fed:
+            self.session.reset()
+            self.session.feed(text)
+            self._fed = text
+        return self.session.suggest(self.k, partial or "")
+
+    def send(self) -> None:
+        """Enter: the line is sent. With a profile (not incognito) it is learned and the profile saved."""
+        self.session.reset()
+        self.session.feed(self.text)
+        self.session.commit()
+        self._fed = None
+        self.text = ""
+        if self.profile is not None and not self.incognito and self.profile.path is not None:
+            self.profile.save()
+
+    def block_last_word(self) -> None:
+        """Ctrl-B: the word under the cursor (the last one typed) is never suggested again."""
+        tokens = self.predictor.tokenizer.split(self.text)
+        if not tokens:
+            self.message = "no word to block"
+            return
+        if self.session.profile is None:
+            self.session = self.predictor.session(block=[tokens[-1]])
+        elif self.profile is not None and not self.incognito:
+            self.profile.block(tokens[-1])
+            if self.profile.path is not None:
+                self.profile.save()
+        else:
+            self.session.profile.block(tokens[-1], keep=False)
+        self._fed = None
+        self.message = f"blocked \"{tokens[-1]}\": never suggested again"
 
     def accept(self, index: int) -> bool:
         options = self.suggestions()
@@ -79,6 +126,8 @@ class Keyboard:
             return "line"
         if key == TAB:
             self.accept(0)
+        elif key == CTRL_B:
+            self.block_last_word()
         elif len(key) == 2 and key[0] == ESC and key[1] in "123456789":
             self.accept(int(key[1]) - 1)
         elif key in BACKSPACES:
@@ -172,26 +221,33 @@ def interactive(keyboard: Keyboard) -> int:
                 if action == "line":
                     line, _ = render(keyboard, _columns())
                     out.write(line.split("\r\n")[0] + "\r\n\x1b[2K\r\n")
-                    keyboard.text = ""
-                elif keyboard.message:
+                    keyboard.send()
+                elif keyboard.message and not keyboard.message.startswith("blocked"):
                     out.write("\a")  # the terminal's bell: that key did nothing
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         out.flush()
 def line_mode(keyboard: Keyboard) -> int:
-    """Each line read is a whole context (as in `nextword predict`), answered with its strip."""
+    """Each line read is a whole context (as in `nextword predict`), answered with its strip; with a
+    profile, each line is then sent (learned)."""
     predictor = keyboard.predictor
     for line in sys.stdin:
         text = line.rstrip("\r\n")
-        shown = predictor.suggest(text, keyboard.k)
+        shown = keyboard.suggestions(*predictor.completion_target(text))
         strip = "   ".join(f"[{i}] {s.word}" for i, s in enumerate(shown, start=1)) or "(no suggestion)"
         print(f"> {text}\n  {strip}", flush=True)
+        if keyboard.profile is not None:
+            keyboard.text = text
+            keyboard.send()
     return 0
 
 
 def run(args) -> int:
     check_k(args.k)  # before loading the model
-    keyboard = Keyboard(Predictor.load(args.model, engine=args.engine, threads=args.threads, trust=args.trust), args.k)
+    block = read_blocklist(args.block) if args.block else []
+    predictor = Predictor.load(args.model, engine=args.engine, threads=args.threads, trust=args.trust)
+    profile = Profile.open(args.profile, predictor.tokenizer) if args.profile else None
+    keyboard = Keyboard(predictor, args.k, profile, incognito=args.incognito, block=block)
     if sys.stdin.isatty() and sys.stdout.isatty():
         return interactive(keyboard)
     return line_mode(keyboard)

@@ -151,13 +151,17 @@ class Predictor:
         return tokens[-1] if tokens else ""
 
     # -------------------------------------------------------------- ranking
-    def rank(self, probs: np.ndarray, k: int, prefix: str = "") -> list[Suggestion]:
-        """Top ``k`` non-special words of a (vocab,) distribution; only words starting with ``prefix`` if given."""
+    def rank(self, probs: np.ndarray, k: int, prefix: str = "", *, index: WordIndex | None = None,
+             word=None) -> list[Suggestion]:
+        """Top ``k`` non-special words of a (vocab,) distribution; only words starting with ``prefix`` if given.
+
+        A session with a profile passes its own ``index`` (personal words in, blocked words out) and
+        ``word`` (id -> word for ids past the vocabulary)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise UsageError(f"k must be a whole number of at least 1, got {k!r}")
         probs = np.asarray(probs, dtype=np.float32).reshape(-1)
-        suggestions = [Suggestion(self.tokenizer.vocab[i], float(probs[i]))
-                       for i in self.words.top(probs, int(k), prefix)]
+        word = word or self.tokenizer.vocab.__getitem__
+        suggestions = [Suggestion(word(i), float(probs[i])) for i in (index or self.words).top(probs, int(k), prefix)]
         if any(not 0.0 <= s.prob <= 1.0 for s in suggestions):  # NaN fails both comparisons
             raise ModelFileError("the model returned a value that is not a probability "
                                  f"({', '.join(f'{s.word}: {s.prob}' for s in suggestions)}); the model file is "
@@ -223,7 +227,9 @@ class Predictor:
             self._start = (start_ids, h, c)
         return self._start
 
-    def session(self) -> Session:
+    def session(self, profile=None, *, incognito: bool = False, block=()) -> Session:
+        """A keyboard session (see ``nextword.session``); ``profile`` (a ``nextword.profile.Profile``) learns
+        from committed messages unless ``incognito``; ``block``: words never suggested."""
         from nextword.session import Session
 
-        return Session(self)
+        return Session(self, profile, incognito=incognito, block=block)

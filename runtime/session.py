@@ -9,9 +9,11 @@
 
 Its suggestions equal ``predictor.suggest(text)`` for the same text: within
 the model's window each word costs one step; once the text is longer than the
-window, the state is rebuilt from the last ``window`` words, exactly as the
-window form reads them. A model that reads its padding (``config.masked`` false) is read
-through the window form for every word instead: its state cannot be carried.
+window, each word is one call of the window form over the last ``window`` words,
+exactly what ``suggest()`` reads (the oldest word drops out, so no state is carried).
+A model that reads its padding (``config.masked`` false) is read through the window
+form for every word: its state cannot be carried. The session keeps at most
+``HISTORY`` ids, so a session that is never reset does not grow.
 """
 
 from __future__ import annotations
@@ -19,11 +21,30 @@ from __future__ import annotations
 import numpy as np
 
 from nextword.context import Suggestion, window_ids
+from nextword.profile import ORDER, Profile
+
+
+#: Ids kept beyond the window, so that a backspace past the window's start still restores older words;
+#: older ones are dropped (a session that is never reset must not grow).
+HISTORY = 1024
 
 
 class Session:
-    def __init__(self, predictor) -> None:
+    """One message being typed. With a ``profile``, suggestions mix in what the user sent before and
+    ``commit()`` learns from the message (unless ``incognito``); ``block`` lists words never suggested."""
+
+    def __init__(self, predictor, profile: Profile | None = None, *, incognito: bool = False,
+                 block=()) -> None:
         self.predictor = predictor
+        self.incognito = incognito
+        if block and profile is None:
+            profile, incognito = Profile(), True  # a blocklist alone: an empty profile that never learns
+        self.profile = profile
+        self._learns = profile is not None and not incognito
+        if profile is not None:
+            profile.bind(predictor.tokenizer)
+            for word in block:
+                profile.block(word, keep=False)
         self._window = predictor.config.window
         self._zero = np.zeros((predictor.config.num_layers, 1, predictor.config.hidden_size), np.float32)
         self._start_probs: np.ndarray | None = None
@@ -33,6 +54,9 @@ class Session:
     def reset(self) -> None:
         """Forget everything typed: a new message (after ``<eos>`` when the model has one)."""
         self._ids: list[int] = []
+        #: What was typed in this message: (token as typed, whether the model saw an id for it, the
+        #: model's probability of it given the words before, when that was computed).
+        self._typed: list[tuple[str, bool, float | None]] = []
         self._steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (probs, h, c) per id in the window
         start = self.predictor.tokenizer.context_ids("")
         self._hidden = len(start)  # ids fed on reset that are not typed words
@@ -45,13 +69,40 @@ class Session:
         A paste that runs past the window is read once, over its last ``window`` words (what the window
         form reads): its cost is the window's, not one rebuild per word, however long the text.
         """
-        ids = self.predictor.tokenizer.encode(text)
-        if len(ids) > 1 and len(self._ids) + len(ids) > self._window:
-            self._ids.extend(ids)
+        self.feed_tokens(self.predictor.tokenizer.split(text))
+
+    def feed_tokens(self, tokens: list[str]) -> None:
+        """Tokens already split by the model's tokenizer (``feed`` splits the text first)."""
+        tokenizer = self.predictor.tokenizer
+        if len(tokens) > 1 and len(self._ids) + len(tokens) > self._window:
+            if len(tokens) > 4 * self._window + HISTORY:  # a long paste: only its tail can matter
+                tokens = tokens[-(4 * self._window + HISTORY):]
+            for token in tokens:
+                ids = tokenizer.ids([token])
+                self._typed.append((token, bool(ids), None))
+                self._ids.extend(ids)
+            self._trim()
             self._rebuild()
             return
-        for token_id in ids:
-            self._push(token_id)
+        for token in tokens:
+            ids = tokenizer.ids([token])  # [] for an unknown word when the model has no <unk>
+            p_model = float(self.probabilities()[ids[0]]) if ids and self._learns else None
+            self._typed.append((token, bool(ids), p_model))
+            if ids:
+                self._push(ids[0])
+        self._trim()
+
+    def commit(self) -> None:
+        """The message is sent: learn from it (with a profile, unless incognito), then start a new one."""
+        if self._learns:
+            tokens = [token for token, _, _ in self._typed]
+            probs = [p for _, _, p in self._typed]
+            eos = self.predictor.tokenizer.eos_id
+            if eos is not None and tokens:  # the message ended here: the model's <eos> is a target too
+                tokens.append(self.predictor.tokenizer.vocab[eos])
+                probs.append(float(self.probabilities()[eos]) if probs[-1] is not None else None)
+            self.profile.learn(tokens, probs)
+        self.reset()
 
     def _push(self, token_id: int) -> None:
         self._ids.append(token_id)
@@ -61,19 +112,22 @@ class Session:
             self._rebuild()
 
     def backspace(self) -> str | None:
-        """Remove the last word; returns it (None if nothing was typed)."""
-        if len(self._ids) <= self._hidden:
+        """Remove the last word; returns it as typed (None if nothing was typed)."""
+        if not self._typed:
             return None
-        token_id = self._ids.pop()
-        if len(self._ids) < self._window and len(self._steps) == len(self._ids) + 1:
-            self._steps.pop()
-        else:
-            self._rebuild()
-        return self.predictor.tokenizer.vocab[token_id]
+        token, had_id, _ = self._typed.pop()
+        if had_id and len(self._ids) > self._hidden:
+            self._ids.pop()
+            if len(self._ids) < self._window and len(self._steps) == len(self._ids) + 1:
+                self._steps.pop()
+            else:
+                self._rebuild()
+        return token
 
     @property
     def words(self) -> list[str]:
-        return self.predictor.tokenizer.decode(self._ids[self._hidden:])
+        """The words of this message as typed (unknown words as written)."""
+        return [token for token, _, _ in self._typed]
 
     # --------------------------------------------------------- suggesting
     def probabilities(self) -> np.ndarray:
@@ -83,8 +137,20 @@ class Session:
             self._start_probs = self.predictor.engine.window(np.zeros((1, self._window), np.int32))[0]
         return self._start_probs
 
+    def adapted(self) -> tuple[np.ndarray, object]:
+        """(distribution, word index) the strip ranks: the model's alone, or mixed with the profile's
+        (ids past the vocabulary are the profile's personal words)."""
+        if self.profile is None:
+            return self.probabilities(), self.predictor.words
+        context = [token for token, _, _ in self._typed[-(ORDER - 1):]]
+        return self.profile.mix(self.probabilities(), context), self.profile.index(self.predictor.words)
+
     def suggest(self, k: int = 3, prefix: str = "") -> list[Suggestion]:
-        return self.predictor.rank(self.probabilities(), k, self.predictor.normalise_prefix(prefix))
+        prefix = self.predictor.normalise_prefix(prefix)
+        if self.profile is None:
+            return self.predictor.rank(self.probabilities(), k, prefix)
+        probs, index = self.adapted()
+        return self.predictor.rank(probs, k, prefix, index=index, word=self.profile.word)
 
     # ------------------------------------------------------------ internals
     def _state(self) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +169,22 @@ class Session:
         probs, h, c = engine.step(np.array([ids[-1]], np.int32), h, c)
         return probs[0], h, c
 
+    def _trim(self) -> None:
+        if len(self._ids) > self._window + HISTORY:
+            del self._ids[:-(self._window + HISTORY)]
+            self._hidden = 0  # the start ids fell out of the history (far outside the window)
+        if len(self._typed) > self._window + HISTORY:
+            del self._typed[:-(self._window + HISTORY)]
+
     def _rebuild(self) -> None:
         """State from the zero state over the last ``window`` ids (what the window form reads)."""
+        if len(self._ids) > self._window:
+            # Past the window the next word drops the oldest one, so a carried state would be rebuilt
+            # anyway: one window call (the LSTM loop inside the engine) gives the probabilities, and no
+            # state is kept. ``_push`` and ``backspace`` rebuild whenever the ids outnumber the window.
+            probs = self.predictor.engine.window(window_ids(self._ids, self._window)[None, :])
+            self._steps = [(probs[0], self._zero, self._zero)]
+            return
         self._steps = []
         h, c = self._zero, self._zero
         visible = self._ids[-self._window:]

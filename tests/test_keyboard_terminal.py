@@ -131,3 +131,42 @@ def test_a_strip_longer_than_the_keyboard_can_accept_is_refused(exported):
     assert result.returncode == 2
     assert result.stderr.strip() == ("nextword keyboard: error: -k 20: the strip shows 1 to 9 suggestions "
                                      "(one Alt+digit each)")
+
+
+def test_the_keyboard_learns_a_new_word_across_two_messages_and_suggests_it_in_the_third(exported, tmp_path):
+    from nextword.profile import Profile
+
+    _, models, _ = exported
+    profile = tmp_path / "me.profile"
+    term = Terminal(["keyboard", str(models / "model.int8.tflite"), "--profile", str(profile)], 80)
+    try:
+        term.read("[1]")
+        term.type(b"i like zorblax today\r")
+        term.type(b"i like zor")
+        assert "zorblax" not in term.text().split("> i like zor")[-1]  # sent once: not yet suggested
+        term.type(b"blax today\r")
+        term.type(b"i like zor", until="[1] zorblax")
+        assert "[1] zorblax" in term.text(), term.text()
+        term.type(b"\t")  # Tab accepts it
+        assert term.typed_rows()[-1] == "> i like zorblax", term.text()
+        term.type(b"\x02", until="blocked")  # Ctrl-B: never again
+        assert 'blocked "zorblax"' in term.text()
+        term.type(b"\x15i like zor")
+        assert "zorblax" not in term.text().split("> i like zor")[-1], term.text()
+    finally:
+        assert term.close() == 0
+    saved = Profile.load(profile)
+    assert saved.messages == 2 and "zorblax" in saved.blocked and saved.sent == {}
+
+
+def test_incognito_keyboard_stores_nothing(exported, tmp_path):
+    _, models, _ = exported
+    profile = tmp_path / "me.profile"
+    term = Terminal(["keyboard", str(models / "model.int8.tflite"), "--profile", str(profile), "--incognito"], 80)
+    try:
+        term.read("[1]")
+        term.type(b"i like zorblax today\r")
+        term.type(b"i like zorblax today\r")
+    finally:
+        assert term.close() == 0
+    assert not profile.exists()

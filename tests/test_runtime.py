@@ -91,11 +91,31 @@ def test_session_equals_suggest_word_by_word_and_beyond_the_window(exported):
             np.testing.assert_allclose([s.prob for s in session.suggest(3)], [s.prob for s in expected], atol=1e-5)
         assert session.suggest(3, prefix="T") == predictor.suggest(" ".join(typed) + " t", 3)
         for count in range(len(typed) - 1, 0, -1):  # backspace, word by word, across the window edge
-            assert session.backspace() == predictor.tokenizer.decode(predictor.tokenizer.encode(typed[count]))[0]
+            assert session.backspace() == typed[count]  # as typed, unknown words too
             expected = predictor.suggest(" ".join(typed[:count]) + " ", 3)
             assert [s.word for s in session.suggest(3)] == [s.word for s in expected], (name, "back", count)
         session.reset()
         assert session.words == [] and session.backspace() is None
+
+
+def test_a_session_never_reset_stays_bounded_and_equal_to_suggest(exported):
+    from nextword.session import HISTORY
+
+    _, models, _ = exported
+    predictor = Predictor.load(models / "model.int8.tflite")
+    session = predictor.session()
+    words = "i like the train today we see some coffee good night thank you so much".split()
+    typed = [words[i % len(words)] for i in range(HISTORY + 3 * predictor.config.window)]
+    for word in typed:
+        session.feed(word)
+    assert len(session.words) == predictor.config.window + HISTORY  # older words dropped, the newest kept
+    assert session.words[-3:] == typed[-3:]
+    expected = predictor.suggest(" ".join(typed) + " ", 3)
+    assert [s.word for s in session.suggest(3)] == [s.word for s in expected]
+    np.testing.assert_allclose([s.prob for s in session.suggest(3)], [s.prob for s in expected], atol=1e-6)
+    for _ in range(HISTORY + 3 * predictor.config.window):  # backspace through all that is kept
+        session.backspace()
+    assert session.backspace() is None and session.words == []
 
 
 def test_suggest_batch_equals_one_by_one(exported):

@@ -1,0 +1,559 @@
+"""What a keyboard learns from its user, kept on the device: personal words, the user's own word
+sequences, and the words never to suggest.
+
+    profile = Profile.open("me.profile", predictor.tokenizer)   # a damaged file is set aside, not fatal
+    session = predictor.session(profile=profile)
+    session.feed("see you at the kestrel")
+    session.commit()                                            # learn from a sent message
+    profile.save()                                              # atomic, capped (default 1 MB)
+
+The model is never changed. Next to it the profile keeps a user n-gram (orders 1 to ``ORDER``) over the
+words of committed messages, with counts that decay by ``DECAY`` per message (recent habits weigh more),
+and a word outside the model's vocabulary becomes a *personal word* once it was sent ``threshold`` times:
+it is then completed and suggested like a vocabulary word. A suggestion's probability mixes the two:
+
+    p(w) = (1 - lam) * p_model(w) + lam * p_user(w)
+
+``p_user`` is a Witten-Bell n-gram; ``p_model`` of a personal word is the model's ``<unk>`` mass shared by
+how often the user sent each unknown word. ``lam`` is learned per evidence bucket (how long and how often
+seen the user's context is) from how well each part predicted this user's sent words: an online EM
+estimate, so a user whose text the model already knows keeps a small weight and one who repeats
+themselves gets a large one. Blocked words are removed from every suggestion after mixing, never
+learned, and erased from what was learned before.
+
+The file is JSON with a sha256 of its body, tied to the model's vocabulary digest; nothing here
+opens a network connection.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nextword.context import WordIndex
+from nextword.errors import NextwordError, UsageError
+from nextword.fileio import atomic_write_bytes
+
+FORMAT = "nextword-profile"
+VERSION = 1
+ORDER = 3
+#: Per committed message: a count halves in about 700 messages.
+DECAY = 0.999
+#: Times an unknown word must be sent before it is suggested (measured in docs/benchmarks.md).
+PERSONAL_THRESHOLD = 2
+DEFAULT_CAP_BYTES = 1_000_000
+#: The mixing weight before the user's text says otherwise, and how many targets that guess weighs.
+PRIOR_WEIGHT, PRIOR_TARGETS = 0.1, 4.0
+#: Marks the start of a message in the user n-gram's contexts (no token contains whitespace).
+START = "\n"
+MAX_FILE_BYTES = 64 * DEFAULT_CAP_BYTES
+
+
+class ProfileError(NextwordError):
+    """A profile file is damaged, of another model, or cannot be written."""
+
+
+class ProfileMismatchError(ProfileError):
+    """The profile was learned with another model's vocabulary."""
+
+
+def _bucket(level: int, count: float) -> str:
+    """Evidence bucket of a context: the longest order the user n-gram has seen it at, and how often."""
+    if level <= 1:
+        return str(level)
+    return f"{level}{'a' if count < 2 else 'b' if count < 5 else 'c'}"
+
+
+class Profile:
+    def __init__(self, path: str | Path | None = None, *, vocab_sha256: str | None = None,
+                 threshold: int = PERSONAL_THRESHOLD, cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise UsageError(f"a personal-word threshold must be a whole number >= 1, got {threshold!r}")
+        self.path = Path(path) if path is not None else None
+        self.vocab_sha256 = vocab_sha256
+        self.threshold = threshold
+        self.cap_bytes = cap_bytes
+        self.messages = 0
+        self.blocked: set[str] = set()
+        self._blocked_here: set[str] = set()
+        #: n-gram (a tuple of 1..ORDER words, the last one the target) -> count, scaled by ``_scale``
+        self.grams: dict[tuple[str, ...], float] = {}
+        #: unknown word -> times sent (the personal-word threshold counts sends, not decayed weight)
+        self.sent: dict[str, int] = {}
+        #: bucket -> [responsibility of the user part, targets], both decayed like the counts
+        self.mixer: dict[str, list[float]] = {}
+        self._scale = 1.0  # stored counts are value / DECAY**(messages since the base): one multiply per read
+        self._bytes = 0
+        self._tokenizer = None
+        self._version = 0  # bumps when the suggestable words change (the word index is rebuilt)
+        self._rebuild_structure()
+
+    # ------------------------------------------------------------------ file
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> Profile:
+        path = Path(path)
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ProfileError(f"{path}: {path.stat().st_size:,} bytes is not a profile (at most "
+                                   f"{MAX_FILE_BYTES:,}); move it away or give another --profile")
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            raise ProfileError(f"{path}: no such profile; a keyboard creates it at the first sent message") from None
+        except OSError as err:
+            raise ProfileError(f"{path}: cannot read the profile ({err.strerror}); check the path") from None
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise ProfileError(f"{path}: damaged profile (not JSON); move it away or run "
+                               f"`nextword profile clear {path}`") from None
+        profile = cls(path, **kwargs)
+        profile._read(data, path)
+        return profile
+
+    @classmethod
+    def open(cls, path: str | Path, tokenizer=None, *, warn=None, **kwargs) -> Profile:
+        """The profile at ``path`` for a keyboard: a new one if missing; a damaged one is renamed aside
+        (``PATH.damaged-TIME``, one line on ``warn``) and a new one starts. Another model's profile is refused."""
+        path = Path(path)
+        warn = warn or (lambda line: print(line, file=sys.stderr))
+        profile = None
+        if path.exists():
+            try:
+                profile = cls.load(path, **kwargs)
+            except ProfileMismatchError:
+                raise
+            except ProfileError as err:
+                aside = path.with_name(f"{path.name}.damaged-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+                try:
+                    path.rename(aside)
+                except OSError:
+                    raise err from None
+                warn(f"{err}; set aside as {aside.name}, starting a new profile")
+        if profile is None:
+            profile = cls(path, **kwargs)
+        if tokenizer is not None:
+            profile.bind(tokenizer)
+        return profile
+
+    def _read(self, data, path) -> None:
+        def bad(what: str) -> ProfileError:
+            return ProfileError(f"{path}: damaged profile ({what}); move it away or run `nextword profile clear {path}`")
+
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise bad("not a nextword profile")
+        if data.get("version") != VERSION:
+            raise ProfileError(f"{path}: profile version {data.get('version')!r}, this nextword reads {VERSION}; "
+                               "upgrade nextword")
+        body = {key: value for key, value in data.items() if key != "sha256"}
+        if data.get("sha256") != _digest(body):
+            raise bad("its checksum does not match")
+        try:
+            self.vocab_sha256 = _typed(data["vocab_sha256"], str)
+            self.messages = _typed(data["messages"], int)
+            self.threshold = _typed(data["threshold"], int)
+            self.blocked = {_typed(word, str) for word in _typed(data["blocked"], list)}
+            self.sent = {_typed(w, str): _typed(n, int) for w, n in _typed(data["sent"], dict).items()}
+            grams = {}
+            for entry in _typed(data["grams"], list):
+                *words, value = _typed(entry, list)
+                if not 1 <= len(words) <= ORDER or not all(isinstance(w, str) and w for w in words):
+                    raise TypeError
+                grams[tuple(words)] = float(_typed(value, (int, float)))
+            self.mixer = {_typed(b, str): [float(_typed(r, (int, float))), float(_typed(n, (int, float)))]
+                          for b, (r, n) in _typed(data["mixer"], dict).items()}
+        except (KeyError, TypeError, ValueError):
+            raise bad("a field is missing or of the wrong type") from None
+        if self.threshold < 1 or self.messages < 0 or any(v < 0 or not math.isfinite(v) for v in grams.values()):
+            raise bad("a value is out of range")
+        self.grams = grams
+        self._rebuild_structure()
+
+    def to_dict(self) -> dict:
+        factor = self._factor()
+        body = {"format": FORMAT, "version": VERSION, "vocab_sha256": self.vocab_sha256, "messages": self.messages,
+                "threshold": self.threshold, "decay": DECAY, "blocked": sorted(self.blocked),
+                "sent": dict(sorted(self.sent.items())),
+                "grams": [[*gram, round(value * factor, 6)] for gram, value in self.grams.items()],
+                "mixer": {b: [round(r, 6), round(n, 6)] for b, (r, n) in sorted(self.mixer.items())}}
+        return {**body, "sha256": _digest(body)}
+
+    def to_bytes(self) -> bytes:
+        self._fit_cap()
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the profile atomically (the old file stays whole until the new one is in place)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise UsageError("this profile has no file: give save() a path")
+        try:
+            atomic_write_bytes(target, self.to_bytes(), mode=0o600)
+        except OSError as err:
+            raise ProfileError(f"{target}: cannot write the profile ({err.strerror}); check the folder") from None
+        return target
+
+    # --------------------------------------------------------------- binding
+    def bind(self, tokenizer) -> None:
+        """Tie the profile to a model's vocabulary (a new profile takes it; another model's is refused)."""
+        digest = tokenizer.vocab_sha256()
+        if self.vocab_sha256 is None:
+            self.vocab_sha256 = digest
+        elif self.vocab_sha256 != digest:
+            where = f"{self.path}: " if self.path else ""
+            raise ProfileMismatchError(f"{where}this profile was learned with another model's vocabulary "
+                                       f"(sha256 {self.vocab_sha256[:12]}…, the model's is {digest[:12]}…); give "
+                                       "another --profile file, or clear this one with `nextword profile clear`")
+        if self._tokenizer is tokenizer:
+            return
+        self._tokenizer = tokenizer
+        self.blocked = {self._normalise(word) for word in self.blocked} - {""}
+        self._rebuild_structure()
+
+    def _normalise(self, word: str) -> str:
+        if self._tokenizer is None:
+            return word.strip().lower()
+        tokens = self._tokenizer.split(word)
+        return tokens[-1] if tokens else ""
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            raise UsageError("bind the profile to a model first (predictor.session(profile=...) does it)")
+        return self._tokenizer
+
+    # -------------------------------------------------------------- blocking
+    def block(self, word: str, *, keep: bool = True) -> str:
+        """Never suggest, complete or learn ``word``; what was learned with it is erased. Returns the word.
+
+        ``keep=False`` blocks it for this process only (``--block FILE``): the file does not list it."""
+        word = self._normalise(word)
+        if not word:
+            raise UsageError("nothing to block: give a word")
+        (self.blocked if keep else self._blocked_here).add(word)
+        self.grams = {gram: value for gram, value in self.grams.items() if word not in gram}
+        self.sent.pop(word, None)
+        self._rebuild_structure()
+        return word
+
+    def unblock(self, word: str) -> None:
+        word = self._normalise(word)
+        self.blocked.discard(word)
+        self._blocked_here.discard(word)
+        self._version += 1
+
+    def is_blocked(self, word: str) -> bool:
+        return word in self.blocked or word in self._blocked_here
+
+    def merge(self, other: Profile) -> None:
+        """Add what ``other`` learned (an export of this user's profile, say): counts, sends, blocked words."""
+        ours, theirs = self._factor(), other._factor()
+        grams = {gram: value * ours for gram, value in self.grams.items()}
+        for gram, value in other.grams.items():
+            grams[gram] = grams.get(gram, 0.0) + value * theirs
+        self.blocked |= other.blocked
+        self.grams = {gram: value for gram, value in grams.items() if not any(map(self.is_blocked, gram))}
+        self._scale = 1.0
+        for word, count in other.sent.items():
+            self.sent[word] = self.sent.get(word, 0) + count
+        for bucket, (r, n) in other.mixer.items():
+            stats = self.mixer.setdefault(bucket, [0.0, 0.0])
+            stats[0] += r
+            stats[1] += n
+        self.messages += other.messages
+        self._rebuild_structure()
+
+    # --------------------------------------------------------------- learning
+    def learn(self, tokens: Sequence[str], model_probs: Sequence[float | None]) -> None:
+        """Learn from one sent message: ``tokens`` as typed (unknown words kept as written), and the model's
+        probability of each token given the ones before it (None where it was not computed, e.g. a paste)."""
+        tokens = [t for t in tokens if t]
+        # First score each word with what was known before this message: the mixing weights learn from that.
+        for position, token in enumerate(tokens):
+            p_model = model_probs[position] if position < len(model_probs) else None
+            if p_model is None or self.is_blocked(token):
+                continue
+            context = self._context(tokens[:position])
+            p_user, bucket = self.user_prob(context, token)
+            p_model = self._model_share(token, p_model)
+            lam = self.weight(bucket)
+            mixed = (1 - lam) * p_model + lam * p_user
+            if mixed <= 0:  # neither part gave it any probability: nothing to learn about the weight
+                continue
+            responsibility = lam * p_user / mixed
+            stats = self.mixer.setdefault(bucket, [0.0, 0.0])
+            stats[0] += responsibility
+            stats[1] += 1.0
+        self.messages += 1
+        self._scale /= DECAY
+        for stats in self.mixer.values():
+            stats[0] *= DECAY
+            stats[1] *= DECAY
+        if self._scale > 1e100:  # fold the scale into the counts before it overflows
+            self._rescale()
+        history = [START] * (ORDER - 1)
+        for token in tokens:
+            if self.is_blocked(token):
+                history = [START] * (ORDER - 1)  # no n-gram spans a blocked word
+                continue
+            history.append(token)
+            for order in range(1, ORDER + 1):
+                gram = tuple(history[-order:])
+                if START in gram[1:]:
+                    break
+                self._add(gram)
+            if self._is_unknown(token):
+                before = self.sent.get(token, 0)
+                self.sent[token] = before + 1
+                if before + 1 == self.threshold:
+                    self._version += 1
+        if self._bytes > self.cap_bytes:
+            self._prune(0.9 * self.cap_bytes)
+        elif self._tokenizer is not None:
+            self._refresh_sent()
+
+    def _add(self, gram: tuple[str, ...]) -> None:
+        value = self.grams.get(gram)
+        if value is None:
+            self._bytes += _entry_bytes(gram)
+            value = 0.0
+        self.grams[gram] = value + self._scale
+        context, word = gram[:-1], gram[-1]
+        children = self._children.setdefault(context, {})
+        children[word] = children.get(word, 0.0) + self._scale
+        self._totals[context] = self._totals.get(context, 0.0) + self._scale
+        if len(gram) == 1 and self._tokenizer is not None:
+            self._grow_unigram(word)
+
+    # ------------------------------------------------------------- predicting
+    def _factor(self) -> float:
+        return 1.0 / self._scale
+
+    def weight(self, bucket: str) -> float:
+        """The learned weight of the user n-gram for contexts of this evidence bucket."""
+        r, n = self.mixer.get(bucket, (0.0, 0.0))
+        return (r + PRIOR_WEIGHT * PRIOR_TARGETS) / (n + PRIOR_TARGETS) if bucket != "0" else 0.0
+
+    def _context(self, tokens: Sequence[str]) -> tuple[str, ...]:
+        history = [START] * (ORDER - 1) + [t for t in tokens if t]
+        if any(self.is_blocked(t) for t in tokens):  # the context restarts after a blocked word
+            last = max(i for i, t in enumerate(history) if self.is_blocked(t))
+            history = [START] * (ORDER - 1) + history[last + 1:]
+        return tuple(history[-(ORDER - 1):])
+
+    def _levels(self, context: tuple[str, ...]):
+        """(order, context) pairs from the unigram up to the longest context the user n-gram has seen."""
+        levels = [(1, ())]
+        for order in range(2, ORDER + 1):
+            ctx = context[len(context) - (order - 1):]
+            if START in ctx[1:] or self._totals.get(ctx, 0.0) <= 0:
+                break
+            levels.append((order, ctx))
+        return levels
+
+    def user_prob(self, context: tuple[str, ...], word: str) -> tuple[float, str]:
+        """(p_user(word | context), evidence bucket of the context)."""
+        if not self._totals.get((), 0.0):
+            return 0.0, "0"
+        levels = self._levels(context)
+        p = 0.0
+        for order, ctx in levels:
+            children = self._children[ctx]
+            count = children.get(word, 0.0)
+            total = self._totals[ctx]
+            if order == 1:
+                p = count / total
+            else:
+                types = len(children)
+                p = (count + types * p * self._scale) / (total + types * self._scale)
+        order, ctx = levels[-1]
+        return p, _bucket(order, self._totals[ctx] * self._factor())
+
+    def _model_share(self, token: str, p_model: float) -> float:
+        """The model's probability of an unknown word: its ``<unk>`` mass, shared by how often the user sent
+        each unknown word (Witten-Bell: the part for words never sent stays with ``<unk>``)."""
+        if not self._is_unknown(token):
+            return p_model
+        return p_model * self.sent.get(token, 0) / (self._sent_total + len(self.sent)) if self.sent else 0.0
+
+    def _is_unknown(self, token: str) -> bool:
+        tokenizer = self.tokenizer
+        return tokenizer.id_of(token) is None and token not in tokenizer.config.special_tokens
+
+    # -------------------------------------------------- the session's mixing
+    def extra_words(self) -> list[str]:
+        return self._extra
+
+    def mix(self, model_probs: np.ndarray, context_tokens: Sequence[str]) -> np.ndarray:
+        """The mixed distribution over the model's ids and then the profile's extra words (ids ``vocab_size`` on).
+
+        Unknown words move out of ``<unk>`` by ``_model_share``; the user n-gram is built densely
+        from the unigram vector and the few continuations of each context level."""
+        tokenizer = self.tokenizer
+        vocab_size = len(model_probs)
+        out = np.zeros(vocab_size + len(self._extra), np.float64)
+        out[:vocab_size] = model_probs
+        unk = tokenizer.unk_id
+        if self._extra and unk is not None and self.sent:
+            shares = self._sent_vector / (self._sent_total + len(self.sent))
+            out[vocab_size:] = model_probs[unk] * shares
+            out[unk] = model_probs[unk] * (1.0 - shares.sum())
+        total = self._totals.get((), 0.0)
+        if not total:
+            return out
+        context = self._context(context_tokens)
+        levels = self._levels(context)
+        user = self._unigram / total
+        for order, ctx in levels[1:]:
+            children = self._children[ctx]
+            types = len(children) * self._scale
+            user *= types
+            for word, count in children.items():
+                user[self._ext_id(word)] += count
+            user /= self._totals[ctx] + types
+        order, ctx = levels[-1]
+        lam = self.weight(_bucket(order, self._totals[ctx] * self._factor()))
+        out *= 1.0 - lam
+        out += lam * user
+        return out
+
+    def index(self, base: WordIndex) -> WordIndex:
+        """The words a session may suggest: the model's and the personal ones, minus the blocked ones."""
+        key = (id(base), self._version, len(self._extra))
+        if self._index_key != key:
+            vocab_size = self.tokenizer.vocab_size
+            blocked_ids = {self.tokenizer.id_of(w) for w in self.blocked | self._blocked_here} - {None}
+            pairs = [(w, int(i)) for w, i in zip(base.words, base.ids) if int(i) not in blocked_ids]
+            pairs += [(w, vocab_size + n) for n, w in enumerate(self._extra)
+                      if self.sent.get(w, 0) >= self.threshold and not self.is_blocked(w)]
+            self._index = WordIndex.from_pairs(pairs, vocab_size + len(self._extra))
+            self._index_key = key
+        return self._index
+
+    def extra_id(self, word: str) -> int | None:
+        """The id past the vocabulary of an unknown word the profile has seen (None if never sent)."""
+        index = self._extra_id.get(word)
+        return None if index is None else self.tokenizer.vocab_size + index
+
+    def word(self, ext_id: int) -> str:
+        vocab_size = self.tokenizer.vocab_size
+        return self.tokenizer.vocab[ext_id] if ext_id < vocab_size else self._extra[ext_id - vocab_size]
+
+    def _ext_id(self, word: str) -> int:
+        token_id = self.tokenizer.id_of(word)
+        if token_id is not None:
+            return token_id
+        return self.tokenizer.vocab_size + self._extra_id[word]
+
+    # ------------------------------------------------------------ structure
+    def _rebuild_structure(self) -> None:
+        """Context tables, unigram vector and extra words, from ``grams`` (after load, bind, block, prune)."""
+        self._children: dict[tuple[str, ...], dict[str, float]] = {}
+        self._totals: dict[tuple[str, ...], float] = {}
+        self._bytes = 0
+        for gram, value in self.grams.items():
+            context, word = gram[:-1], gram[-1]
+            self._children.setdefault(context, {})[word] = value
+            self._totals[context] = self._totals.get(context, 0.0) + value
+            self._bytes += _entry_bytes(gram)
+        self._version += 1
+        self._index_key = None
+        self._extra: list[str] = []
+        self._extra_id: dict[str, int] = {}
+        if self._tokenizer is None:
+            return
+        self.sent = {w: n for w, n in self.sent.items() if self._is_unknown(w) and (w,) in self.grams}
+        vocab_size = self._tokenizer.vocab_size
+        self._unigram = np.zeros(vocab_size, np.float64)
+        self._sent_vector = np.zeros(0, np.float64)
+        self._sent_total = 0
+        for gram in self.grams:
+            if len(gram) == 1:
+                self._grow_unigram(gram[0])
+        self._refresh_sent()
+
+    def _grow_unigram(self, word: str) -> None:
+        """Keep the unigram vector in step with ``grams``; a new unknown word gets the next extra id."""
+        if self._tokenizer.id_of(word) is None and word not in self._extra_id:
+            self._extra_id[word] = len(self._extra)
+            self._extra.append(word)
+            self._unigram = np.append(self._unigram, 0.0)
+        self._unigram[self._ext_id(word)] = self.grams.get((word,), 0.0)
+
+    def _refresh_sent(self) -> None:
+        self._sent_vector = np.array([self.sent.get(w, 0) for w in self._extra], np.float64)
+        self._sent_total = int(self._sent_vector.sum())
+
+    # -------------------------------------------------------------- bounds
+    def _rescale(self) -> None:
+        factor = self._factor()
+        self.grams = {gram: value * factor for gram, value in self.grams.items()}
+        self._scale = 1.0
+        self._rebuild_structure()
+
+    def _prune(self, target_bytes: float) -> None:
+        """Drop the lowest decayed counts (the oldest and rarest n-grams: a longer n-gram never counts more
+        than its shorter suffix, so they go first) until the entries fit ``target_bytes``."""
+        ranked = sorted(self.grams.items(), key=lambda item: (item[1], -len(item[0])))
+        size = self._bytes
+        cut = 0
+        while cut < len(ranked) and size > target_bytes:
+            size -= _entry_bytes(ranked[cut][0])
+            cut += 1
+        self.grams = dict(ranked[cut:])
+        self._rebuild_structure()
+
+    def _fit_cap(self) -> None:
+        """Prune until the serialized file fits ``cap_bytes``."""
+        for _ in range(20):
+            size = len(json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+            if size <= self.cap_bytes or not self.grams:
+                return
+            self._prune(self._bytes * 0.9 * self.cap_bytes / size)
+
+    # ------------------------------------------------------------- summary
+    def summary(self, top: int = 10) -> dict:
+        factor = self._factor()
+        personal = sorted((w for w, n in self.sent.items() if n >= self.threshold and w not in self.blocked),
+                          key=lambda w: -self.sent[w])
+        buckets = sorted(set(self.mixer) | {"1"})
+        return {"messages": self.messages, "vocab_sha256": self.vocab_sha256, "threshold": self.threshold,
+                "personal_words": len(personal), "top_personal_words": personal[:top],
+                "ngrams": {f"order {n}": sum(1 for g in self.grams if len(g) == n) for n in range(1, ORDER + 1)},
+                "words_learned": round(sum(v for g, v in self.grams.items() if len(g) == 1) * factor, 1),
+                "blocked": sorted(self.blocked),
+                "mixing_weights": {b: round(self.weight(b), 3) for b in buckets}}
+
+
+def _entry_bytes(gram: tuple[str, ...]) -> int:
+    """About what one n-gram costs in the file: its words, quotes, commas and a count."""
+    return sum(len(w.encode("utf-8")) + 3 for w in gram) + 12
+
+
+def _digest(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                          .encode("utf-8")).hexdigest()
+
+
+def _typed(value, kinds):
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError
+    return value
+
+
+def read_blocklist(path: str | Path) -> list[str]:
+    """Words to block, one per line (``#`` starts a comment)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--block {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"--block {path}: cannot read it as UTF-8 text ({err}); give a file of words, "
+                         "one per line") from None
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
