@@ -1,12 +1,15 @@
 """A long keyboard session in one process: does memory grow, and does a paste ever freeze it?
 
     .venv-litert/bin/python benchmarks/soak.py models/ptb/model.int8.tflite --words 1000000
+    .venv-litert/bin/python benchmarks/soak.py models/ptb/model.int8.tflite --words 0 --messages 100000
 
 Feeds ``--words`` words one at a time into one session (a suggestion strip after each word, a
 backspace and a reset now and then, as a keyboard does), reading the process's resident memory
 (VmRSS) after a warm-up and at the end; then times pastes of 10 kB, 100 kB and 1 MB of text into a
 fresh session, and checks that the session's suggestions after each paste equal ``suggest()`` on
-the same text. Prints one JSON object.
+the same text. ``--messages N``: then N messages typed and sent into a session with a user profile
+(each learned; a few new words in every one, so the profile reaches its cap and is pruned), RSS read
+after the first tenth and at the end. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -26,11 +29,33 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def soak_profile(predictor, vocabulary: list[str], count: int, rng: random.Random) -> dict:
+    """``count`` messages of 5 to 15 words (two of them new words every time) sent into a profile."""
+    from nextword.profile import Profile
+
+    profile = Profile()
+    session = predictor.session(profile)
+    baseline, started, sizes = None, time.perf_counter(), []
+    for message in range(count):
+        if message == count // 10:
+            baseline, started = rss_mb(), time.perf_counter()
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(3, 13))] + [f"new{message}", f"w{message % 5000}"]
+        session.feed(" ".join(words))
+        session.suggest(3)
+        session.commit()
+        if message % 10_000 == 9_999:
+            sizes.append(len(profile.to_bytes()))
+    return {"messages": count, "rss_mb_after_first_tenth": round(baseline, 1), "rss_mb_end": round(rss_mb(), 1),
+            "rss_growth_mb": round(rss_mb() - baseline, 2), "profile_bytes_every_10000": sizes,
+            "ms_per_message": round(1000 * (time.perf_counter() - started) / max(1, count - count // 10), 3)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
     parser.add_argument("--words", type=int, default=1_000_000)
     parser.add_argument("--engine", default=None)
+    parser.add_argument("--messages", type=int, default=0, help="also send this many messages into a profile")
     args = parser.parse_args()
 
     from nextword import Predictor
@@ -54,6 +79,7 @@ def main() -> int:
             session.reset()
     seconds = time.perf_counter() - started
     end = rss_mb()
+    messages = soak_profile(predictor, vocabulary, args.messages, rng) if args.messages else None
 
     pastes = {}
     for size in (10_000, 100_000, 1_000_000):
@@ -74,7 +100,7 @@ def main() -> int:
                       "rss_mb_after_warmup": round(baseline or float("nan"), 1), "rss_mb_end": round(end, 1),
                       "rss_growth_mb": round(end - (baseline or end), 2),
                       "ms_per_word_after_warmup": round(1000 * seconds / max(1, args.words - warmup), 4),
-                      "pastes": pastes}, indent=1))
+                      "pastes": pastes, "profile_messages": messages}, indent=1))
     return 0
 
 

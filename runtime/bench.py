@@ -8,6 +8,8 @@ For every model file and every installed engine that can run it (one thread unle
 - latency p50/p95/p99 of ``suggest()`` (window form), of a session's per-word ``feed`` + ``suggest`` (step
   form), and of the raw engine calls alone (window batch 1, one step); ``suggest()`` p50 by context length
   (1, 3, 5, 10 words and the full window);
+- the session word again with a user profile of 1 MB (personal words and the user n-gram mixed in), and
+  the time to load that profile;
 - batch throughput of ``suggest_batch`` (contexts per second);
 - file size.
 A training run directory adds the Keras reference row (``model(x)`` and ``model.predict(x)``, batch 1,
@@ -97,6 +99,9 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
         session.suggest(3)
 
     session_word = timed(one_word, repeats)
+    profile, profile_load_ms = full_profile(predictor)
+    session = predictor.session(profile, incognito=True)  # the same words, suggestions mixed with the profile's
+    session_word_profile = timed(lambda it=iter(words * (repeats // len(words) + 2)): one_word(it), repeats)
     # What a context of n words costs: the sequence form runs n steps (the window form all of them).
     by_length = {}
     for count in sorted({n for n in (1, 3, 5, 10) if n < config.window} | {config.window}):
@@ -108,6 +113,8 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
            "threads": threads, "size_bytes": path.stat().st_size,
            "suggest": percentiles(suggest), "suggest_p50_ms_by_context_words": by_length,
            "session_word": percentiles(session_word),
+           "session_word_with_profile": percentiles(session_word_profile),
+           "profile_bytes": len(profile.to_bytes()), "profile_load_ms": profile_load_ms,
            "raw_window": percentiles(raw_window)}
     if predictor.engine.has_step:
         h = np.zeros((config.num_layers, 1, config.hidden_size), np.float32)
@@ -118,6 +125,30 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
     row["batch64_contexts_per_s"] = len(batch) / batch_time
     row.update(cold_start(path, engine, threads))
     return row
+
+
+def full_profile(predictor, cap_bytes: int | None = None) -> tuple:
+    """A user profile filled to its cap (default 1 MB) by messages of random vocabulary words and a few
+    personal words, saved and loaded back: (profile, best load time in ms of 5)."""
+    import tempfile
+
+    from nextword.profile import DEFAULT_CAP_BYTES, Profile
+
+    cap_bytes = cap_bytes or DEFAULT_CAP_BYTES
+    rng = np.random.default_rng(0)
+    vocabulary = [w for w in predictor.tokenizer.vocab if not w.startswith("<")]
+    profile = Profile(cap_bytes=cap_bytes)
+    profile.bind(predictor.tokenizer)
+    words = " ".join(SENTENCES).split()
+    while len(profile.to_bytes()) < 0.95 * cap_bytes:
+        for _ in range(200):
+            message = list(rng.choice(vocabulary, 6)) + words[: int(rng.integers(3, 12))] + ["zorblax", "kestrel"]
+            profile.learn(message, [])
+    with tempfile.TemporaryDirectory() as folder:
+        path = profile.save(Path(folder) / "user.profile")
+        load_ms = min(timed(lambda: Profile.load(path).bind(predictor.tokenizer), 5))
+        profile = Profile.load(path)
+    return profile, load_ms
 
 
 def expand(paths: list[Path]) -> list[Path]:

@@ -51,6 +51,14 @@ def markdown(result: dict) -> str:
             by_length = r["suggest_p50_ms_by_context_words"]
             lines.append(f"| {r['file']} | {r['engine']} | " + " | ".join(f"{by_length[n]:.3f}" for n in lengths)
                          + " |")
+    if result["runtime"]:
+        lines += ["", "A session word (feed + suggest) with a 1 MB user profile mixed in (see nextword.profile):", "",
+                  "| file | engine | without p50 | with profile p50 / p95 | ratio | profile bytes | profile load ms |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in result["runtime"]:
+            plain, mixed = r["session_word"]["p50_ms"], r["session_word_with_profile"]
+            lines.append(f"| {r['file']} | {r['engine']} | {plain:.3f} | {mixed['p50_ms']:.3f} / {mixed['p95_ms']:.3f} "
+                         f"| {mixed['p50_ms'] / plain:.2f} | {r['profile_bytes']:,} | {r['profile_load_ms']:.1f} |")
     if result["runtime"] and result["keras"]:
         predict = result["keras"][0]["model_predict"]["p50_ms"]
         five = "5" if "5" in result["runtime"][0]["suggest_p50_ms_by_context_words"] else None

@@ -44,17 +44,20 @@ class WordIndex:
         self.ids = np.array([i for _, i in pairs], dtype=np.int64)
         self.special_ids = np.array(sorted(special), dtype=np.int64)
 
+    #: True when the index holds only some of the distribution's ids (``from_pairs``): every ranking
+    #: gathers its ids instead of hiding the special ones.
+    subset = False
+
     @classmethod
-    def from_pairs(cls, pairs: list[tuple[str, int]], size: int) -> WordIndex:
-        """An index over given (word, id) pairs out of ``size`` ids: a user's personal words beside the
-        model's, blocked ones left out. Every other id is hidden, as special tokens are."""
+    def from_pairs(cls, pairs: list[tuple[str, int]]) -> WordIndex:
+        """An index over given (word, id) pairs: a user's personal words beside the model's, blocked ones
+        left out. Ids it does not hold are never ranked."""
         index = cls.__new__(cls)
         pairs = sorted(pairs)
         index.words = [w for w, _ in pairs]
         index.ids = np.array([i for _, i in pairs], dtype=np.int64)
-        hidden = np.ones(size, dtype=bool)
-        hidden[index.ids] = False
-        index.special_ids = np.flatnonzero(hidden)
+        index.special_ids = np.zeros(0, dtype=np.int64)
+        index.subset = True
         return index
 
     def _span(self, prefix: str) -> tuple[int, int]:
@@ -78,7 +81,7 @@ class WordIndex:
     def top(self, probs: np.ndarray, k: int, prefix: str = "") -> np.ndarray:
         """Ids of the ``k`` most probable words (starting with ``prefix`` if given), best first."""
         probs = np.asarray(probs).reshape(-1)
-        if prefix:
+        if prefix or self.subset:
             candidates = self.with_prefix(prefix)
             scores = probs[candidates]  # a gather is already a copy
         else:  # every word: no gather, just hide the special tokens

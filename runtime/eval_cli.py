@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from nextword.errors import NextwordError
+from nextword.errors import NextwordError, UsageError
 from nextword.evaluate import CONTEXTS, evaluate
 from nextword.predict_cli import add_engine_options
 
@@ -36,6 +36,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--trigram", nargs="+", metavar="CORPUS",
                    help="also score a Kneser-Ney trigram trained on these files with the model's tokenizer "
                         "(the n-gram keyboard to beat); JSON: under \"trigram\"")
+    p.add_argument("--adapt", action="store_true",
+                   help="simulate one user typing the lines in order, each sent after it is scored, with a "
+                        "profile that learns from them: every measure with and without it (JSON: \"baseline\")")
+    p.add_argument("--profile", metavar="FILE", help="with --adapt: start from this profile instead of an empty one "
+                                                     "(it is not changed)")
+    p.add_argument("--threshold", type=int, metavar="N",
+                   help="with --adapt and no --profile: times an unknown word is sent before it is suggested "
+                        "(default: the profile's, 2)")
     add_engine_options(p)
     p.set_defaults(run=run)
 
@@ -75,6 +83,10 @@ def _scorer(model: Path, engine: str | None, threads: int | None, trust: str | N
 
 
 def run(args) -> int:
+    if args.adapt:
+        return _run_adapted(args)
+    if args.profile or args.threshold is not None:
+        raise UsageError("--profile and --threshold are for --adapt")
     window_fn, tokenizer, window, description = _scorer(Path(args.model), args.engine, args.threads, args.trust)
     text = Path(args.text)
     total = sum(1 for _ in read_lines(text))  # also checks the file before any scoring
@@ -100,6 +112,44 @@ def run(args) -> int:
     return 0
 
 
+def _run_adapted(args) -> int:
+    model = Path(args.model)
+    if model.is_dir():
+        raise UsageError("--adapt runs a model file the way a keyboard does: give a .tflite or .onnx file")
+    if args.context != "line" or args.trigram:
+        raise UsageError("--adapt scores a keyboard user's messages (line context) without --trigram")
+    from nextword.evaluate import evaluate_adapted
+    from nextword.predictor import Predictor
+    from nextword.profile import Profile
+
+    predictor = Predictor.load(model, engine=args.engine, threads=args.threads, trust=args.trust)
+    if args.profile and args.threshold is not None:
+        raise UsageError("--threshold is for a new profile: the one given keeps its own")
+    profile = Profile.load(args.profile) if args.profile else Profile(**(
+        {"threshold": args.threshold} if args.threshold is not None else {}))
+    profile.path = None  # the simulation learns in memory only
+    text = Path(args.text)
+    total = sum(1 for _ in read_lines(text))
+    if total == 0:
+        raise TextFileError(f"{text} holds no text")
+    progress = _progress_bar(not args.json)
+    result = evaluate_adapted(predictor, read_lines(text), profile, progress=progress.update if progress else None)
+    if progress:
+        progress.close()
+    description = f"{predictor.engine_name} {model.name} ({predictor.model.precision})"
+    result = {"model": description, "text": str(text), **result}
+    result["baseline"] = {"model": description, "text": str(text), **result["baseline"]}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    _print_scores(result["baseline"], text, "line", "without adaptation")
+    _print_scores(result, text, "line", "adapted to the user as they type")
+    print(f"  words outside the vocabulary: {result['unknown_word_share']:.2%} of word targets, "
+          f"{result['personal_word_share']:.2%} already personal words when typed")
+    print("  learned mixing weights: " + ", ".join(f"{b} {w:.2f}" for b, w in result["mixing_weights"].items()))
+    return 0
+
+
 def _trigram(paths: list[str], tokenizer, context: str):
     from nextword.ngram import KneserNeyTrigram
 
@@ -115,8 +165,9 @@ def _trigram(paths: list[str], tokenizer, context: str):
     return trigram
 
 
-def _print_scores(result: dict, text: Path, context: str) -> None:
-    print(f"{result['model']} on {text} ({context} context, {result['tokens']:,} tokens)")
+def _print_scores(result: dict, text: Path, context: str, note: str = "") -> None:
+    note = f", {note}" if note else ""
+    print(f"{result['model']} on {text} ({context} context, {result['tokens']:,} tokens{note})")
     print(f"  perplexity     {result['perplexity']:.2f}")
     print(f"  top-1/3/5      {result['top1']:.2%} / {result['top3']:.2%} / {result['top5']:.2%}  (full distribution)")
     print(f"  suggest top-1/3 {result['suggest_top1']:.2%} / {result['suggest_top3']:.2%}  "

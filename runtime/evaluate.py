@@ -153,25 +153,27 @@ class TargetScores:
         self.nll, self.tokens, self.top = 0.0, 0, {1: 0, 3: 0, 5: 0}
         self.words, self.suggest_top = 0, {1: 0, 3: 0}
 
-    def add(self, probs: np.ndarray, target: int | None, word: str | None, index: WordIndex) -> None:
-        """``target``: the id scored (None: the model cannot score it); ``word``: the target as a word the
-        user typed (None for special tokens); ``index``: what the strip may suggest."""
-        p_target = float(probs[target]) if target is not None else 0.0
-        if target is not None:
-            self.nll -= math.log(max(p_target, 1e-30))
+    def add(self, model_probs: np.ndarray, model_target: int | None, probs: np.ndarray, target: int | None,
+            word: str | None, index: WordIndex) -> None:
+        """Perplexity and top-k on the model's own ids (``model_probs``, ``model_target``: every unknown word
+        is ``<unk>``, None where the model has none), so that runs with and without a profile score the same
+        events; the suggestion measures on what the strip ranks (``probs``, ``target``: None if it cannot
+        show the word, ``index``). ``word``: the target as typed, None for special tokens."""
+        if model_target is not None:
+            p_model = float(model_probs[model_target])
+            self.nll -= math.log(max(p_model, 1e-30))
             self.tokens += 1
-            rank = int((probs > p_target).sum())
+            rank = int((model_probs > p_model).sum())
             for k in self.top:
                 self.top[k] += rank < k
         if word is None:
             return
+        p_target = float(probs[target]) if target is not None else 0.0
         self.words += 1
         if target is None or not index.suggests(target):
             self.keys.add(probs, -1, False, index=index, word=word)
             return
-        masked = probs.copy()
-        masked[index.special_ids] = -1.0
-        rank = int((masked > p_target).sum())
+        rank = int((probs[index.ids] > p_target).sum())  # among the words the strip may show
         for k in self.suggest_top:
             self.suggest_top[k] += rank < k
         self.keys.add(probs, target, rank < SUGGESTIONS, index=index, word=word)
@@ -182,6 +184,16 @@ class TargetScores:
                 "top1": self.top[1] / n, "top3": self.top[3] / n, "top5": self.top[5] / n,
                 "suggest_top1": self.suggest_top[1] / words, "suggest_top3": self.suggest_top[3] / words,
                 "ksr": self.keys.ksr, "tokens": self.tokens, "suggest_tokens": self.words, "context": "line"}
+
+
+def collapse(probs: np.ndarray, vocab_size: int, unk: int | None) -> np.ndarray:
+    """A distribution over the model's ids from one that also covers a profile's personal words (ids from
+    ``vocab_size`` on): their probability goes back to ``<unk>``, the event the model scores them as."""
+    if len(probs) == vocab_size or unk is None:
+        return probs[:vocab_size]
+    out = probs[:vocab_size].copy()
+    out[unk] += probs[vocab_size:].sum()
+    return out
 
 
 def evaluate_adapted(predictor, lines: Iterable[str], profile=None, *, progress=None) -> dict:
@@ -217,8 +229,8 @@ def evaluate_adapted(predictor, lines: Iterable[str], profile=None, *, progress=
                 if extra is not None:
                     target = extra
                     personal += index.suggests(extra)
-            baseline.add(model, model_id, word, base_index)
-            adapted.add(mixed, target, word, index)
+            baseline.add(model, model_id, model, model_id, word, base_index)
+            adapted.add(collapse(mixed, len(model), tokenizer.unk_id), model_id, mixed, target, word, index)
             session.feed_tokens([token])
             if progress is not None:
                 progress(1)

@@ -309,12 +309,12 @@ class Profile:
             if self._is_unknown(token):
                 before = self.sent.get(token, 0)
                 self.sent[token] = before + 1
+                self._sent_vector[self._extra_id[token]] += 1
+                self._sent_total += 1
                 if before + 1 == self.threshold:
                     self._version += 1
         if self._bytes > self.cap_bytes:
-            self._prune(0.9 * self.cap_bytes)
-        elif self._tokenizer is not None:
-            self._refresh_sent()
+            self._prune(0.85 * self.cap_bytes)
 
     def _add(self, gram: tuple[str, ...]) -> None:
         value = self.grams.get(gram)
@@ -423,14 +423,14 @@ class Profile:
 
     def index(self, base: WordIndex) -> WordIndex:
         """The words a session may suggest: the model's and the personal ones, minus the blocked ones."""
-        key = (id(base), self._version, len(self._extra))
+        key = (id(base), self._version)
         if self._index_key != key:
             vocab_size = self.tokenizer.vocab_size
             blocked_ids = {self.tokenizer.id_of(w) for w in self.blocked | self._blocked_here} - {None}
             pairs = [(w, int(i)) for w, i in zip(base.words, base.ids) if int(i) not in blocked_ids]
             pairs += [(w, vocab_size + n) for n, w in enumerate(self._extra)
                       if self.sent.get(w, 0) >= self.threshold and not self.is_blocked(w)]
-            self._index = WordIndex.from_pairs(pairs, vocab_size + len(self._extra))
+            self._index = WordIndex.from_pairs(pairs)
             self._index_key = key
         return self._index
 
@@ -468,8 +468,8 @@ class Profile:
             return
         self.sent = {w: n for w, n in self.sent.items() if self._is_unknown(w) and (w,) in self.grams}
         vocab_size = self._tokenizer.vocab_size
-        self._unigram = np.zeros(vocab_size, np.float64)
-        self._sent_vector = np.zeros(0, np.float64)
+        self._unigram_buffer = np.zeros(vocab_size + 64, np.float64)
+        self._sent_buffer = np.zeros(64, np.float64)
         self._sent_total = 0
         for gram in self.grams:
             if len(gram) == 1:
@@ -477,15 +477,26 @@ class Profile:
         self._refresh_sent()
 
     def _grow_unigram(self, word: str) -> None:
-        """Keep the unigram vector in step with ``grams``; a new unknown word gets the next extra id."""
+        """Keep the unigram vector in step with ``grams``; a new unknown word gets the next extra id
+        (the vectors grow by doubling, so a new word costs O(1) on average)."""
         if self._tokenizer.id_of(word) is None and word not in self._extra_id:
             self._extra_id[word] = len(self._extra)
             self._extra.append(word)
-            self._unigram = np.append(self._unigram, 0.0)
-        self._unigram[self._ext_id(word)] = self.grams.get((word,), 0.0)
+            if len(self._sent_buffer) < len(self._extra):
+                self._sent_buffer = np.concatenate([self._sent_buffer, np.zeros_like(self._sent_buffer)])
+                self._unigram_buffer = np.concatenate([self._unigram_buffer, np.zeros(len(self._sent_buffer) // 2)])
+        self._unigram_buffer[self._ext_id(word)] = self.grams.get((word,), 0.0)
+
+    @property
+    def _unigram(self) -> np.ndarray:
+        return self._unigram_buffer[: self.tokenizer.vocab_size + len(self._extra)]
+
+    @property
+    def _sent_vector(self) -> np.ndarray:
+        return self._sent_buffer[: len(self._extra)]
 
     def _refresh_sent(self) -> None:
-        self._sent_vector = np.array([self.sent.get(w, 0) for w in self._extra], np.float64)
+        self._sent_vector[:] = [self.sent.get(w, 0) for w in self._extra]
         self._sent_total = int(self._sent_vector.sum())
 
     # -------------------------------------------------------------- bounds

@@ -250,3 +250,29 @@ def test_profile_cli_show_clear_export_import(predictor, tmp_path):
     assert Profile.load(path).summary()["top_personal_words"] == ["zorblax"]
     bad = run_cli("profile", "show", str(tmp_path / "missing.profile"))
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_eval_adapt_reports_every_measure_with_and_without_adaptation(exported, tmp_path):
+    _, models, _ = exported
+    text = tmp_path / "user.txt"
+    lines = ["see you at the kestrel tonight", "i like the train today", "meet me at the kestrel",
+             "thank you so much", "the kestrel at seven then"] * 8
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = run_cli("eval", str(models / "model.int8.tflite"), "--text", str(text), "--adapt", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    usual = json.loads(run_cli("eval", str(models / "model.int8.tflite"), "--text", str(text), "--json").stdout)
+    for key in ("perplexity", "top1", "top3", "top5", "suggest_top1", "suggest_top3", "ksr", "tokens",
+                "suggest_tokens"):
+        assert key in result and key in result["baseline"], key
+    # Both runs score the same targets; words outside the vocabulary count as word targets in both.
+    assert result["tokens"] == result["baseline"]["tokens"] == usual["tokens"]
+    assert result["suggest_tokens"] == result["baseline"]["suggest_tokens"] > usual["suggest_tokens"]
+    assert result["baseline"]["perplexity"] == pytest.approx(usual["perplexity"], rel=1e-4)
+    assert result["unknown_word_share"] > 0.1 and result["personal_word_share"] > 0.05
+    # A user who repeats themselves: adaptation gains a lot.
+    assert result["ksr"] > result["baseline"]["ksr"] + 0.1
+    assert result["suggest_top3"] > result["baseline"]["suggest_top3"] + 0.1
+    assert result["perplexity"] < result["baseline"]["perplexity"]
+    shown = run_cli("eval", str(models / "model.int8.tflite"), "--text", str(text), "--adapt")
+    assert shown.returncode == 0 and "adapted to the user" in shown.stdout and "without adaptation" in shown.stdout
