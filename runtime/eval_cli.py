@@ -146,7 +146,8 @@ def _run_adapted(args) -> int:
     _print_scores(result, text, "line", "adapted to the user as they type")
     print(f"  words outside the vocabulary: {result['unknown_word_share']:.2%} of word targets, "
           f"{result['personal_word_share']:.2%} already personal words when typed")
-    print("  learned mixing weights: " + ", ".join(f"{b} {w:.2f}" for b, w in result["mixing_weights"].items()))
+    print("  learned weights (model/user/recent) by context evidence: " + ", ".join(
+        f"{b} {w['model']:.2f}/{w['user']:.2f}/{w['recent']:.2f}" for b, w in result["mixing_weights"].items()))
     return 0
 
 

@@ -10,15 +10,17 @@ sequences, and the words never to suggest.
 The model is never changed. Next to it the profile keeps a user n-gram (orders 1 to ``ORDER``) over the
 words of committed messages, with counts that decay by ``DECAY`` per message (recent habits weigh more),
 and a word outside the model's vocabulary becomes a *personal word* once it was sent ``threshold`` times:
-it is then completed and suggested like a vocabulary word. A suggestion's probability mixes the two:
+it is then completed and suggested like a vocabulary word. A suggestion's probability mixes three parts:
 
-    p(w) = (1 - lam) * p_model(w) + lam * p_user(w)
+    p(w) = w_model * p_model(w) + w_user * p_user(w) + w_recent * p_recent(w)
 
-``p_user`` is a Witten-Bell n-gram; ``p_model`` of a personal word is the model's ``<unk>`` mass shared by
-how often the user sent each unknown word. ``lam`` is learned per evidence bucket (how long and how often
-seen the user's context is) from how well each part predicted this user's sent words: an online EM
-estimate, so a user whose text the model already knows keeps a small weight and one who repeats
-themselves gets a large one. Blocked words are removed from every suggestion after mixing, never
+``p_user`` is a Witten-Bell n-gram over everything learned (slow decay: habits); ``p_recent`` the words of
+the last ``RECENT_MESSAGES`` messages, each message's weight ``RECENT_DECAY`` times the next one's (the
+topic of the moment). ``p_model`` of a personal word is the model's ``<unk>`` mass shared by how often the
+user sent each unknown word. The weights are learned per evidence bucket (how long and how often seen the
+user's context is) from how well each part predicted this user's sent words: an online EM estimate, so
+a user whose text the model already knows keeps small weights and one who repeats themselves gets large
+ones. Blocked words are removed from every suggestion after mixing, never
 learned, and erased from what was learned before.
 
 The file is JSON with a sha256 of its body, tied to the model's vocabulary digest; nothing here
@@ -49,8 +51,11 @@ DECAY = 0.999
 #: Times an unknown word must be sent before it is suggested (measured in docs/benchmarks.md).
 PERSONAL_THRESHOLD = 2
 DEFAULT_CAP_BYTES = 1_000_000
-#: The mixing weight before the user's text says otherwise, and how many targets that guess weighs.
-PRIOR_WEIGHT, PRIOR_TARGETS = 0.1, 4.0
+#: The weights of the user n-gram and of the recent words before the user's text says otherwise, and how
+#: many targets that guess weighs.
+PRIOR_USER, PRIOR_RECENT, PRIOR_TARGETS = 0.1, 0.05, 4.0
+#: Messages the recent-words part reads, and the weight of each message relative to the one after it.
+RECENT_MESSAGES, RECENT_DECAY = 50, 0.9
 #: Marks the start of a message in the user n-gram's contexts (no token contains whitespace).
 START = "\n"
 MAX_FILE_BYTES = 64 * DEFAULT_CAP_BYTES
@@ -87,8 +92,10 @@ class Profile:
         self.grams: dict[tuple[str, ...], float] = {}
         #: unknown word -> times sent (the personal-word threshold counts sends, not decayed weight)
         self.sent: dict[str, int] = {}
-        #: bucket -> [responsibility of the user part, targets], both decayed like the counts
+        #: bucket -> [responsibility of the user n-gram, of the recent words, targets], decayed like the counts
         self.mixer: dict[str, list[float]] = {}
+        #: the last RECENT_MESSAGES messages' words, oldest first
+        self.recent: list[list[str]] = []
         self._scale = 1.0  # stored counts are value / DECAY**(messages since the base): one multiply per read
         self._bytes = 0
         self._tokenizer = None
@@ -164,11 +171,15 @@ class Profile:
                 if not 1 <= len(words) <= ORDER or not all(isinstance(w, str) and w for w in words):
                     raise TypeError
                 grams[tuple(words)] = float(_typed(value, (int, float)))
-            self.mixer = {_typed(b, str): [float(_typed(r, (int, float))), float(_typed(n, (int, float)))]
-                          for b, (r, n) in _typed(data["mixer"], dict).items()}
+            self.mixer = {_typed(b, str): [float(_typed(r, (int, float))), float(_typed(q, (int, float))),
+                                           float(_typed(n, (int, float)))]
+                          for b, (r, q, n) in _typed(data["mixer"], dict).items()}
+            self.recent = [[_typed(w, str) for w in _typed(m, list)] for m in _typed(data["recent"], list)]
         except (KeyError, TypeError, ValueError):
             raise bad("a field is missing or of the wrong type") from None
-        if self.threshold < 1 or self.messages < 0 or any(v < 0 or not math.isfinite(v) for v in grams.values()):
+        if self.threshold < 1 or self.messages < 0 or any(v < 0 or not math.isfinite(v) for v in grams.values()) \
+                or len(self.recent) > RECENT_MESSAGES \
+                or any(not math.isfinite(v) or v < 0 for stats in self.mixer.values() for v in stats):
             raise bad("a value is out of range")
         self.grams = grams
         self._rebuild_structure()
@@ -179,7 +190,8 @@ class Profile:
                 "threshold": self.threshold, "decay": DECAY, "blocked": sorted(self.blocked),
                 "sent": dict(sorted(self.sent.items())),
                 "grams": [[*gram, round(value * factor, 6)] for gram, value in self.grams.items()],
-                "mixer": {b: [round(r, 6), round(n, 6)] for b, (r, n) in sorted(self.mixer.items())}}
+                "mixer": {b: [round(v, 6) for v in stats] for b, stats in sorted(self.mixer.items())},
+                "recent": self.recent}
         return {**body, "sha256": _digest(body)}
 
     def to_bytes(self) -> bytes:
@@ -236,6 +248,7 @@ class Profile:
             raise UsageError("nothing to block: give a word")
         (self.blocked if keep else self._blocked_here).add(word)
         self.grams = {gram: value for gram, value in self.grams.items() if word not in gram}
+        self.recent = [[w for w in message if w != word] for message in self.recent]
         self.sent.pop(word, None)
         self._rebuild_structure()
         return word
@@ -260,10 +273,12 @@ class Profile:
         self._scale = 1.0
         for word, count in other.sent.items():
             self.sent[word] = self.sent.get(word, 0) + count
-        for bucket, (r, n) in other.mixer.items():
-            stats = self.mixer.setdefault(bucket, [0.0, 0.0])
-            stats[0] += r
-            stats[1] += n
+        for bucket, theirs_stats in other.mixer.items():
+            stats = self.mixer.setdefault(bucket, [0.0, 0.0, 0.0])
+            for i, value in enumerate(theirs_stats):
+                stats[i] += value
+        self.recent = [[w for w in message if not self.is_blocked(w)]
+                       for message in (self.recent + other.recent)[-RECENT_MESSAGES:]]
         self.messages += other.messages
         self._rebuild_structure()
 
@@ -279,20 +294,21 @@ class Profile:
                 continue
             context = self._context(tokens[:position])
             p_user, bucket = self.user_prob(context, token)
+            p_recent = self._recent_prob(token)
             p_model = self._model_share(token, p_model)
-            lam = self.weight(bucket)
-            mixed = (1 - lam) * p_model + lam * p_user
-            if mixed <= 0:  # neither part gave it any probability: nothing to learn about the weight
+            w_model, w_user, w_recent = self.weights(bucket)
+            mixed = w_model * p_model + w_user * p_user + w_recent * p_recent
+            if mixed <= 0:  # no part gave it any probability: nothing to learn about the weights
                 continue
-            responsibility = lam * p_user / mixed
-            stats = self.mixer.setdefault(bucket, [0.0, 0.0])
-            stats[0] += responsibility
-            stats[1] += 1.0
+            stats = self.mixer.setdefault(bucket, [0.0, 0.0, 0.0])
+            stats[0] += w_user * p_user / mixed
+            stats[1] += w_recent * p_recent / mixed
+            stats[2] += 1.0
         self.messages += 1
         self._scale /= DECAY
         for stats in self.mixer.values():
-            stats[0] *= DECAY
-            stats[1] *= DECAY
+            for i in range(len(stats)):
+                stats[i] *= DECAY
         if self._scale > 1e100:  # fold the scale into the counts before it overflows
             self._rescale()
         history = [START] * (ORDER - 1)
@@ -313,8 +329,13 @@ class Profile:
                 self._sent_total += 1
                 if before + 1 == self.threshold:
                     self._version += 1
+        words = [t for t in tokens if not self.is_blocked(t)]
+        if words:
+            self.recent = (self.recent + [words])[-RECENT_MESSAGES:]
         if self._bytes > self.cap_bytes:
             self._prune(0.85 * self.cap_bytes)
+        elif self._tokenizer is not None:
+            self._refresh_recent()
 
     def _add(self, gram: tuple[str, ...]) -> None:
         value = self.grams.get(gram)
@@ -333,10 +354,38 @@ class Profile:
     def _factor(self) -> float:
         return 1.0 / self._scale
 
-    def weight(self, bucket: str) -> float:
-        """The learned weight of the user n-gram for contexts of this evidence bucket."""
-        r, n = self.mixer.get(bucket, (0.0, 0.0))
-        return (r + PRIOR_WEIGHT * PRIOR_TARGETS) / (n + PRIOR_TARGETS) if bucket != "0" else 0.0
+    def weights(self, bucket: str) -> tuple[float, float, float]:
+        """The learned weights (model, user n-gram, recent words) for contexts of this evidence bucket."""
+        if bucket == "0":  # nothing learned yet
+            return 1.0, 0.0, 0.0
+        r_user, r_recent, n = self.mixer.get(bucket, (0.0, 0.0, 0.0))
+        w_user = (r_user + PRIOR_USER * PRIOR_TARGETS) / (n + PRIOR_TARGETS)
+        w_recent = (r_recent + PRIOR_RECENT * PRIOR_TARGETS) / (n + PRIOR_TARGETS)
+        return 1.0 - w_user - w_recent, w_user, w_recent
+
+    def _recent_prob(self, token: str) -> float:
+        if not self.recent:
+            return 0.0
+        weight, hits, total = 1.0, 0.0, 0.0
+        for message in reversed(self.recent):
+            hits += weight * message.count(token)
+            total += weight * len(message)
+            weight *= RECENT_DECAY
+        return hits / total
+
+    def _refresh_recent(self) -> None:
+        """The recent words' distribution over the model's ids and the extra words (after each message)."""
+        self._recent_vector = np.zeros(self.tokenizer.vocab_size + len(self._extra), np.float64)
+        weight, total = 1.0, 0.0
+        for message in reversed(self.recent):
+            for word in message:
+                index = self._ext_id_or_none(word)
+                if index is not None:
+                    self._recent_vector[index] += weight
+            total += weight * len(message)
+            weight *= RECENT_DECAY
+        if total:
+            self._recent_vector /= total
 
     def _context(self, tokens: Sequence[str]) -> tuple[str, ...]:
         history = [START] * (ORDER - 1) + [t for t in tokens if t]
@@ -416,9 +465,11 @@ class Profile:
                 user[self._ext_id(word)] += count
             user /= self._totals[ctx] + types
         order, ctx = levels[-1]
-        lam = self.weight(_bucket(order, self._totals[ctx] * self._factor()))
-        out *= 1.0 - lam
-        out += lam * user
+        w_model, w_user, w_recent = self.weights(_bucket(order, self._totals[ctx] * self._factor()))
+        out *= w_model
+        out += w_user * user
+        recent = self._recent_vector
+        out[: len(recent)] += w_recent * recent
         return out
 
     def index(self, base: WordIndex) -> WordIndex:
@@ -442,6 +493,13 @@ class Profile:
     def word(self, ext_id: int) -> str:
         vocab_size = self.tokenizer.vocab_size
         return self.tokenizer.vocab[ext_id] if ext_id < vocab_size else self._extra[ext_id - vocab_size]
+
+    def _ext_id_or_none(self, word: str) -> int | None:
+        token_id = self.tokenizer.id_of(word)
+        if token_id is not None:
+            return token_id
+        index = self._extra_id.get(word)
+        return None if index is None else self.tokenizer.vocab_size + index
 
     def _ext_id(self, word: str) -> int:
         token_id = self.tokenizer.id_of(word)
@@ -475,6 +533,7 @@ class Profile:
             if len(gram) == 1:
                 self._grow_unigram(gram[0])
         self._refresh_sent()
+        self._refresh_recent()
 
     def _grow_unigram(self, word: str) -> None:
         """Keep the unigram vector in step with ``grams``; a new unknown word gets the next extra id
@@ -532,12 +591,13 @@ class Profile:
         personal = sorted((w for w, n in self.sent.items() if n >= self.threshold and w not in self.blocked),
                           key=lambda w: -self.sent[w])
         buckets = sorted(set(self.mixer) | {"1"})
+        rounded = {b: [round(w, 3) for w in self.weights(b)] for b in buckets}
         return {"messages": self.messages, "vocab_sha256": self.vocab_sha256, "threshold": self.threshold,
                 "personal_words": len(personal), "top_personal_words": personal[:top],
                 "ngrams": {f"order {n}": sum(1 for g in self.grams if len(g) == n) for n in range(1, ORDER + 1)},
                 "words_learned": round(sum(v for g, v in self.grams.items() if len(g) == 1) * factor, 1),
                 "blocked": sorted(self.blocked),
-                "mixing_weights": {b: round(self.weight(b), 3) for b in buckets}}
+                "mixing_weights": {b: {"model": w[0], "user": w[1], "recent": w[2]} for b, w in rounded.items()}}
 
 
 def _entry_bytes(gram: tuple[str, ...]) -> int:

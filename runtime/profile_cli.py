@@ -84,6 +84,6 @@ def _print_summary(summary: dict) -> None:
     print(f"  personal words (sent {summary['threshold']}+ times): {summary['personal_words']:,}"
           + (f"  e.g. {', '.join(summary['top_personal_words'])}" if summary["top_personal_words"] else ""))
     print(f"  word sequences: " + ", ".join(f"{n:,} of {order}" for order, n in summary["ngrams"].items()))
-    print("  mixing weight of the user's own words, by context evidence: "
-          + ", ".join(f"{bucket} {weight:.2f}" for bucket, weight in summary["mixing_weights"].items()))
+    print("  learned weights (model/user/recent) by context evidence: " + ", ".join(
+        f"{b} {w['model']:.2f}/{w['user']:.2f}/{w['recent']:.2f}" for b, w in summary["mixing_weights"].items()))
     print(f"  blocked words: {', '.join(summary['blocked']) if summary['blocked'] else '(none)'}")
