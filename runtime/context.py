@@ -68,6 +68,16 @@ class WordIndex:
         lo, hi = self._span(prefix)
         return self.ids[lo:hi]
 
+    def _hidden(self, size: int) -> np.ndarray:
+        """Ids below ``size`` the index does not hold (the special tokens; for a subset, also the rest)."""
+        if not self.subset:
+            return self.special_ids
+        if getattr(self, "_hidden_size", None) != size:
+            hidden = np.ones(size, dtype=bool)
+            hidden[self.ids[self.ids < size]] = False
+            self._hidden_ids, self._hidden_size = np.flatnonzero(hidden), size
+        return self._hidden_ids
+
     def suggests(self, token_id: int) -> bool:
         """Whether the strip may show this id."""
         if getattr(self, "_id_set", None) is None:
@@ -81,13 +91,13 @@ class WordIndex:
     def top(self, probs: np.ndarray, k: int, prefix: str = "") -> np.ndarray:
         """Ids of the ``k`` most probable words (starting with ``prefix`` if given), best first."""
         probs = np.asarray(probs).reshape(-1)
-        if prefix or self.subset:
+        if prefix:
             candidates = self.with_prefix(prefix)
             scores = probs[candidates]  # a gather is already a copy
-        else:  # every word: no gather, just hide the special tokens
+        else:  # every word: no gather, just hide the ids it does not suggest
             candidates = None
             scores = probs.copy()
-            scores[self.special_ids] = -np.inf
+            scores[self._hidden(len(probs))] = -np.inf
         count = min(k, len(scores) if candidates is not None else len(self.ids))
         if count <= 0:
             return np.zeros(0, dtype=np.int64)

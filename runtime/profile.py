@@ -88,8 +88,8 @@ class Profile:
         self.messages = 0
         self.blocked: set[str] = set()
         self._blocked_here: set[str] = set()
-        #: n-gram (a tuple of 1..ORDER words, the last one the target) -> count, scaled by ``_scale``
-        self.grams: dict[tuple[str, ...], float] = {}
+        #: context (a tuple of 0..ORDER-1 words) -> {next word: count scaled by ``_scale``}: the n-grams
+        self._children: dict[tuple[str, ...], dict[str, float]] = {}
         #: unknown word -> times sent (the personal-word threshold counts sends, not decayed weight)
         self.sent: dict[str, int] = {}
         #: bucket -> [responsibility of the user n-gram, of the recent words, targets], decayed like the counts
@@ -110,16 +110,13 @@ class Profile:
             if path.stat().st_size > MAX_FILE_BYTES:
                 raise ProfileError(f"{path}: {path.stat().st_size:,} bytes is not a profile (at most "
                                    f"{MAX_FILE_BYTES:,}); move it away or give another --profile")
-            data = json.loads(path.read_bytes().decode("utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise ProfileError(f"{path}: no such profile; a keyboard creates it at the first sent message") from None
         except OSError as err:
             raise ProfileError(f"{path}: cannot read the profile ({err.strerror}); check the path") from None
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise ProfileError(f"{path}: damaged profile (not JSON); move it away or run "
-                               f"`nextword profile clear {path}`") from None
         profile = cls(path, **kwargs)
-        profile._read(data, path)
+        profile._read(raw, path)
         return profile
 
     @classmethod
@@ -147,56 +144,73 @@ class Profile:
             profile.bind(tokenizer)
         return profile
 
-    def _read(self, data, path) -> None:
+    def _read(self, raw: bytes, path) -> None:
+        """A profile file: one header line (format, version, sha256 of the rest), then the body, JSON."""
         def bad(what: str) -> ProfileError:
             return ProfileError(f"{path}: damaged profile ({what}); move it away or run `nextword profile clear {path}`")
 
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        header_line, _, body = raw.partition(b"\n")
+        try:
+            header = json.loads(header_line.decode("utf-8")) if len(header_line) < 1000 else None
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            header = None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise bad("not a nextword profile")
-        if data.get("version") != VERSION:
-            raise ProfileError(f"{path}: profile version {data.get('version')!r}, this nextword reads {VERSION}; "
+        if header.get("version") != VERSION:
+            raise ProfileError(f"{path}: profile version {header.get('version')!r}, this nextword reads {VERSION}; "
                                "upgrade nextword")
-        body = {key: value for key, value in data.items() if key != "sha256"}
-        if data.get("sha256") != _digest(body):
-            raise bad("its checksum does not match")
+        if header.get("sha256") != hashlib.sha256(body).hexdigest():
+            raise bad("its checksum does not match: it was cut short or edited")
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise bad("not JSON") from None
         try:
             self.vocab_sha256 = _typed(data["vocab_sha256"], str)
             self.messages = _typed(data["messages"], int)
             self.threshold = _typed(data["threshold"], int)
             self.blocked = {_typed(word, str) for word in _typed(data["blocked"], list)}
             self.sent = {_typed(w, str): _typed(n, int) for w, n in _typed(data["sent"], dict).items()}
-            grams = {}
-            for entry in _typed(data["grams"], list):
-                *words, value = _typed(entry, list)
-                if not 1 <= len(words) <= ORDER or not all(isinstance(w, str) and w for w in words):
-                    raise TypeError
-                grams[tuple(words)] = float(_typed(value, (int, float)))
+            children = {tuple(key.split(" ")) if key else (): _typed(words, dict)
+                        for key, words in _typed(data["grams"], dict).items()}
+            if any(len(context) >= ORDER or "" in context or "" in words for context, words in children.items()):
+                raise ValueError
+            if not all(type(value) in (int, float) and 0 <= value < math.inf
+                       for words in children.values() for value in words.values()):
+                raise ValueError
             self.mixer = {_typed(b, str): [float(_typed(r, (int, float))), float(_typed(q, (int, float))),
                                            float(_typed(n, (int, float)))]
                           for b, (r, q, n) in _typed(data["mixer"], dict).items()}
             self.recent = [[_typed(w, str) for w in _typed(m, list)] for m in _typed(data["recent"], list)]
         except (KeyError, TypeError, ValueError):
             raise bad("a field is missing or of the wrong type") from None
-        if self.threshold < 1 or self.messages < 0 or any(v < 0 or not math.isfinite(v) for v in grams.values()) \
-                or len(self.recent) > RECENT_MESSAGES \
+        if self.threshold < 1 or self.messages < 0 or len(self.recent) > RECENT_MESSAGES \
                 or any(not math.isfinite(v) or v < 0 for stats in self.mixer.values() for v in stats):
             raise bad("a value is out of range")
-        self.grams = grams
+        self._children = {context: words for context, words in children.items() if words}
         self._rebuild_structure()
 
     def to_dict(self) -> dict:
+        """What the file holds (its body; n-grams as {"context words": {"next word": count}}, the unigrams'
+        context "", words never hold a space)."""
         factor = self._factor()
-        body = {"format": FORMAT, "version": VERSION, "vocab_sha256": self.vocab_sha256, "messages": self.messages,
+        return {"format": FORMAT, "version": VERSION, "vocab_sha256": self.vocab_sha256, "messages": self.messages,
                 "threshold": self.threshold, "decay": DECAY, "blocked": sorted(self.blocked),
                 "sent": dict(sorted(self.sent.items())),
-                "grams": [[*gram, round(value * factor, 6)] for gram, value in self.grams.items()],
+                "grams": {" ".join(context): {word: round(value * factor, 6) for word, value in words.items()}
+                          for context, words in self._children.items()},
                 "mixer": {b: [round(v, 6) for v in stats] for b, stats in sorted(self.mixer.items())},
                 "recent": self.recent}
-        return {**body, "sha256": _digest(body)}
+
+    def _encode(self) -> bytes:
+        body = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        header = {"format": FORMAT, "version": VERSION, "sha256": hashlib.sha256(body).hexdigest()}
+        return json.dumps(header).encode("utf-8") + b"\n" + body
 
     def to_bytes(self) -> bytes:
+        """The file: a header line (format, version, sha256 of the body), then the body; pruned to the cap."""
         self._fit_cap()
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return self._encode()
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the profile atomically (the old file stays whole until the new one is in place)."""
@@ -223,8 +237,12 @@ class Profile:
         if self._tokenizer is tokenizer:
             return
         self._tokenizer = tokenizer
-        self.blocked = {self._normalise(word) for word in self.blocked} - {""}
-        self._rebuild_structure()
+        blocked = {self._normalise(word) for word in self.blocked} - {""}
+        if blocked != self.blocked:  # a hand-edited list: block as the model's tokenizer writes the words
+            self.blocked = set()
+            for word in blocked:
+                self.block(word)
+        self._rebuild_words()
 
     def _normalise(self, word: str) -> str:
         if self._tokenizer is None:
@@ -247,7 +265,7 @@ class Profile:
         if not word:
             raise UsageError("nothing to block: give a word")
         (self.blocked if keep else self._blocked_here).add(word)
-        self.grams = {gram: value for gram, value in self.grams.items() if word not in gram}
+        self._set_grams({gram: value for gram, value in self.grams.items() if word not in gram})
         self.recent = [[w for w in message if w != word] for message in self.recent]
         self.sent.pop(word, None)
         self._rebuild_structure()
@@ -269,7 +287,7 @@ class Profile:
         for gram, value in other.grams.items():
             grams[gram] = grams.get(gram, 0.0) + value * theirs
         self.blocked |= other.blocked
-        self.grams = {gram: value for gram, value in grams.items() if not any(map(self.is_blocked, gram))}
+        self._set_grams({gram: value for gram, value in grams.items() if not any(map(self.is_blocked, gram))})
         self._scale = 1.0
         for word, count in other.sent.items():
             self.sent[word] = self.sent.get(word, 0) + count
@@ -309,7 +327,7 @@ class Profile:
         for stats in self.mixer.values():
             for i in range(len(stats)):
                 stats[i] *= DECAY
-        if self._scale > 1e100:  # fold the scale into the counts before it overflows
+        if self._scale > 1e20:  # fold the scale into the counts long before float32 overflows
             self._rescale()
         history = [START] * (ORDER - 1)
         for token in tokens:
@@ -338,17 +356,18 @@ class Profile:
             self._refresh_recent()
 
     def _add(self, gram: tuple[str, ...]) -> None:
-        value = self.grams.get(gram)
+        context, word = gram[:-1], gram[-1]
+        children = self._children.setdefault(context, {})
+        value = children.get(word)
         if value is None:
             self._bytes += _entry_bytes(gram)
             value = 0.0
-        self.grams[gram] = value + self._scale
-        context, word = gram[:-1], gram[-1]
-        children = self._children.setdefault(context, {})
-        children[word] = children.get(word, 0.0) + self._scale
+        children[word] = value + self._scale
         self._totals[context] = self._totals.get(context, 0.0) + self._scale
+        self._arrays.pop(context, None)
         if len(gram) == 1 and self._tokenizer is not None:
-            self._grow_unigram(word)
+            self._register_word(word)
+            self._unigram_buffer[self._ext_id(word)] = value + self._scale
 
     # ------------------------------------------------------------- predicting
     def _factor(self) -> float:
@@ -374,18 +393,18 @@ class Profile:
         return hits / total
 
     def _refresh_recent(self) -> None:
-        """The recent words' distribution over the model's ids and the extra words (after each message)."""
-        self._recent_vector = np.zeros(self.tokenizer.vocab_size + len(self._extra), np.float64)
+        """The recent words' distribution, as (ids, probabilities) over the model's ids and the extra words."""
+        weights: dict[int, float] = {}
         weight, total = 1.0, 0.0
         for message in reversed(self.recent):
             for word in message:
                 index = self._ext_id_or_none(word)
                 if index is not None:
-                    self._recent_vector[index] += weight
+                    weights[index] = weights.get(index, 0.0) + weight
             total += weight * len(message)
             weight *= RECENT_DECAY
-        if total:
-            self._recent_vector /= total
+        self._recent_arrays = (np.fromiter(weights, np.int64, len(weights)),
+                               np.fromiter(weights.values(), np.float64, len(weights)) / (total or 1.0))
 
     def _context(self, tokens: Sequence[str]) -> tuple[str, ...]:
         history = [START] * (ORDER - 1) + [t for t in tokens if t]
@@ -438,39 +457,53 @@ class Profile:
         return self._extra
 
     def mix(self, model_probs: np.ndarray, context_tokens: Sequence[str]) -> np.ndarray:
-        """The mixed distribution over the model's ids and then the profile's extra words (ids ``vocab_size`` on).
+        """The mixed distribution (float32) over the model's ids and then the profile's extra words (ids from
+        ``vocab_size`` on). Unknown words move out of ``<unk>`` by ``_model_share``.
 
-        Unknown words move out of ``<unk>`` by ``_model_share``; the user n-gram is built densely
-        from the unigram vector and the few continuations of each context level."""
-        tokenizer = self.tokenizer
+        Witten-Bell, unrolled: each level is (counts + T * lower) / (C + T), so the unigram vector enters once
+        with the product of the levels' T / (C + T), and each level's few counts are added sparsely with the
+        product of the levels above it: two passes over the vocabulary, the rest sparse."""
         vocab_size = len(model_probs)
-        out = np.zeros(vocab_size + len(self._extra), np.float64)
-        out[:vocab_size] = model_probs
-        unk = tokenizer.unk_id
+        out = np.empty(vocab_size + len(self._extra), np.float32)
+        total = self._totals.get((), 0.0)
+        if total:
+            levels = self._levels(self._context(context_tokens))
+            order, ctx = levels[-1]
+            w_model, w_user, w_recent = self.weights(_bucket(order, self._totals[ctx] * self._factor()))
+        else:
+            levels, (w_model, w_user, w_recent) = [], (1.0, 0.0, 0.0)
+        np.multiply(model_probs, np.float32(w_model), out=out[:vocab_size])
+        out[vocab_size:] = 0.0
+        unk = self.tokenizer.unk_id
         if self._extra and unk is not None and self.sent:
             shares = self._sent_vector / (self._sent_total + len(self.sent))
-            out[vocab_size:] = model_probs[unk] * shares
-            out[unk] = model_probs[unk] * (1.0 - shares.sum())
-        total = self._totals.get((), 0.0)
+            out[vocab_size:] = out[unk] * shares
+            out[unk] *= 1.0 - shares.sum()
         if not total:
             return out
-        context = self._context(context_tokens)
-        levels = self._levels(context)
-        user = self._unigram / total
-        for order, ctx in levels[1:]:
-            children = self._children[ctx]
-            types = len(children) * self._scale
-            user *= types
-            for word, count in children.items():
-                user[self._ext_id(word)] += count
-            user /= self._totals[ctx] + types
-        order, ctx = levels[-1]
-        w_model, w_user, w_recent = self.weights(_bucket(order, self._totals[ctx] * self._factor()))
-        out *= w_model
-        out += w_user * user
-        recent = self._recent_vector
-        out[: len(recent)] += w_recent * recent
+        coefficients, above = [], w_user
+        for order, ctx in reversed(levels[1:]):
+            ids, counts = self._child_arrays(ctx)
+            types = len(ids) * self._scale
+            denominator = self._totals[ctx] + types
+            coefficients.append((ids, counts, above / denominator))
+            above *= types / denominator
+        out += self._unigram_buffer[: len(out)] * np.float32(above / total)  # the unigram level
+        for ids, counts, coefficient in coefficients:
+            out[ids] += coefficient * counts  # (ids of one context are distinct)
+        ids, weights = self._recent_arrays
+        out[ids] += w_recent * weights
         return out
+
+    def _child_arrays(self, context: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scaled counts) of a context's continuations, cached until the context learns again."""
+        cached = self._arrays.get(context)
+        if cached is None:
+            children = self._children[context]
+            cached = (np.fromiter((self._ext_id(w) for w in children), np.int64, len(children)),
+                      np.fromiter(children.values(), np.float64, len(children)))
+            self._arrays[context] = cached
+        return cached
 
     def index(self, base: WordIndex) -> WordIndex:
         """The words a session may suggest: the model's and the personal ones, minus the blocked ones."""
@@ -508,47 +541,52 @@ class Profile:
         return self.tokenizer.vocab_size + self._extra_id[word]
 
     # ------------------------------------------------------------ structure
+    @property
+    def grams(self) -> dict[tuple[str, ...], float]:
+        """Every n-gram (1..ORDER words, the last one the target) -> its count, scaled by ``_scale``."""
+        return {(*context, word): value for context, words in self._children.items() for word, value in words.items()}
+
+    def _set_grams(self, grams: dict[tuple[str, ...], float]) -> None:
+        self._children = {}
+        for gram, value in grams.items():
+            self._children.setdefault(gram[:-1], {})[gram[-1]] = value
+        self._rebuild_structure()
+
     def _rebuild_structure(self) -> None:
-        """Context tables, unigram vector and extra words, from ``grams`` (after load, bind, block, prune)."""
-        self._children: dict[tuple[str, ...], dict[str, float]] = {}
-        self._totals: dict[tuple[str, ...], float] = {}
-        self._bytes = 0
-        for gram, value in self.grams.items():
-            context, word = gram[:-1], gram[-1]
-            self._children.setdefault(context, {})[word] = value
-            self._totals[context] = self._totals.get(context, 0.0) + value
-            self._bytes += _entry_bytes(gram)
+        """Totals, size and extra words, from the n-grams (after load, bind, block, prune)."""
+        self._totals = {context: sum(words.values()) for context, words in self._children.items()}
+        self._arrays: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._bytes = sum(len(words) * (sum(map(len, context)) + len(context) + 13) + sum(map(len, words))
+                          for context, words in self._children.items())
+        self._rebuild_words()
+
+    def _rebuild_words(self) -> None:
+        """Extra ids of the unknown words, sent counts and recent words (after bind, and every rebuild)."""
         self._version += 1
         self._index_key = None
         self._extra: list[str] = []
         self._extra_id: dict[str, int] = {}
         if self._tokenizer is None:
             return
-        self.sent = {w: n for w, n in self.sent.items() if self._is_unknown(w) and (w,) in self.grams}
-        vocab_size = self._tokenizer.vocab_size
-        self._unigram_buffer = np.zeros(vocab_size + 64, np.float64)
+        unigrams = self._children.get((), {})
+        self.sent = {w: n for w, n in self.sent.items() if self._is_unknown(w) and w in unigrams}
         self._sent_buffer = np.zeros(64, np.float64)
+        self._unigram_buffer = np.zeros(self._tokenizer.vocab_size + 64, np.float32)
         self._sent_total = 0
-        for gram in self.grams:
-            if len(gram) == 1:
-                self._grow_unigram(gram[0])
+        for word, value in unigrams.items():
+            self._register_word(word)
+            self._unigram_buffer[self._ext_id(word)] = value
         self._refresh_sent()
         self._refresh_recent()
 
-    def _grow_unigram(self, word: str) -> None:
-        """Keep the unigram vector in step with ``grams``; a new unknown word gets the next extra id
-        (the vectors grow by doubling, so a new word costs O(1) on average)."""
+    def _register_word(self, word: str) -> None:
+        """A new unknown word gets the next extra id (the sent-count vector grows by doubling)."""
         if self._tokenizer.id_of(word) is None and word not in self._extra_id:
             self._extra_id[word] = len(self._extra)
             self._extra.append(word)
             if len(self._sent_buffer) < len(self._extra):
                 self._sent_buffer = np.concatenate([self._sent_buffer, np.zeros_like(self._sent_buffer)])
-                self._unigram_buffer = np.concatenate([self._unigram_buffer, np.zeros(len(self._sent_buffer) // 2)])
-        self._unigram_buffer[self._ext_id(word)] = self.grams.get((word,), 0.0)
-
-    @property
-    def _unigram(self) -> np.ndarray:
-        return self._unigram_buffer[: self.tokenizer.vocab_size + len(self._extra)]
+                self._unigram_buffer = np.concatenate([self._unigram_buffer, np.zeros(len(self._sent_buffer) // 2, np.float32)])
 
     @property
     def _sent_vector(self) -> np.ndarray:
@@ -561,7 +599,9 @@ class Profile:
     # -------------------------------------------------------------- bounds
     def _rescale(self) -> None:
         factor = self._factor()
-        self.grams = {gram: value * factor for gram, value in self.grams.items()}
+        for words in self._children.values():
+            for word in words:
+                words[word] *= factor
         self._scale = 1.0
         self._rebuild_structure()
 
@@ -574,14 +614,14 @@ class Profile:
         while cut < len(ranked) and size > target_bytes:
             size -= _entry_bytes(ranked[cut][0])
             cut += 1
-        self.grams = dict(ranked[cut:])
+        self._set_grams(dict(ranked[cut:]))
         self._rebuild_structure()
 
     def _fit_cap(self) -> None:
         """Prune until the serialized file fits ``cap_bytes``."""
         for _ in range(20):
-            size = len(json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-            if size <= self.cap_bytes or not self.grams:
+            size = len(self._encode())
+            if size <= self.cap_bytes or not self._children:
                 return
             self._prune(self._bytes * 0.9 * self.cap_bytes / size)
 
@@ -601,13 +641,8 @@ class Profile:
 
 
 def _entry_bytes(gram: tuple[str, ...]) -> int:
-    """About what one n-gram costs in the file: its words, quotes, commas and a count."""
-    return sum(len(w.encode("utf-8")) + 3 for w in gram) + 12
-
-
-def _digest(body: dict) -> str:
-    return hashlib.sha256(json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-                          .encode("utf-8")).hexdigest()
+    """About what one n-gram costs in the file (characters, not bytes: an estimate), with its count."""
+    return sum(map(len, gram)) + len(gram) + 12
 
 
 def _typed(value, kinds):

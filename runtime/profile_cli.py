@@ -11,6 +11,7 @@ A profile is written by ``nextword keyboard MODEL --profile FILE`` (see ``nextwo
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from nextword.errors import UsageError
@@ -60,7 +61,7 @@ def run(args) -> int:
         profile.save(args.out)
         print(f"wrote {args.out}")
     else:
-        print(json.dumps(profile.to_dict(), indent=1, ensure_ascii=False))
+        sys.stdout.buffer.write(profile.to_bytes() + b"\n")
     return 0
 
 

@@ -167,7 +167,7 @@ def test_memory_stays_bounded_over_many_messages(predictor):
     assert max(sizes) <= 2 * min(sizes)  # pruned to the cap, not growing with the messages
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "edited", "not-a-profile", "empty"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "edited", "not-a-profile", "empty", "header-only"])
 def test_a_damaged_profile_is_set_aside_and_the_keyboard_starts_without_it(predictor, tmp_path, damage):
     path = tmp_path / "me.profile"
     profile = Profile.open(path, predictor.tokenizer)
@@ -175,7 +175,8 @@ def test_a_damaged_profile_is_set_aside_and_the_keyboard_starts_without_it(predi
     profile.save()
     data = path.read_bytes()
     damaged = {"garbage": b"\x00\xff" * 50, "truncated": data[: len(data) // 2],
-               "edited": data.replace(b'"messages":1', b'"messages":7'), "not-a-profile": b'{"a": 1}',
+               "edited": data.replace(b'"messages":1', b'"messages":7'),
+               "header-only": data.split(b"\n")[0], "not-a-profile": b'{"a": 1}',
                "empty": b""}[damage]
     assert damaged != data
     path.write_bytes(damaged)
