@@ -69,6 +69,10 @@ class ProfileMismatchError(ProfileError):
     """The profile was learned with another model's vocabulary."""
 
 
+class ProfileDamagedError(ProfileError):
+    """The file is not a whole nextword profile (cut short, edited, another kind of file)."""
+
+
 def _bucket(level: int, count: float) -> str:
     """Evidence bucket of a context: the longest order the user n-gram has seen it at, and how often."""
     if level <= 1:
@@ -108,7 +112,7 @@ class Profile:
         path = Path(path)
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
-                raise ProfileError(f"{path}: {path.stat().st_size:,} bytes is not a profile (at most "
+                raise ProfileDamagedError(f"{path}: {path.stat().st_size:,} bytes is not a profile (at most "
                                    f"{MAX_FILE_BYTES:,}); move it away or give another --profile")
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -129,9 +133,7 @@ class Profile:
         if path.exists():
             try:
                 profile = cls.load(path, **kwargs)
-            except ProfileMismatchError:
-                raise
-            except ProfileError as err:
+            except ProfileDamagedError as err:
                 aside = path.with_name(f"{path.name}.damaged-{datetime.datetime.now():%Y%m%d-%H%M%S}")
                 try:
                     path.rename(aside)
@@ -147,7 +149,7 @@ class Profile:
     def _read(self, raw: bytes, path) -> None:
         """A profile file: one header line (format, version, sha256 of the rest), then the body, JSON."""
         def bad(what: str) -> ProfileError:
-            return ProfileError(f"{path}: damaged profile ({what}); move it away or run `nextword profile clear {path}`")
+            return ProfileDamagedError(f"{path}: damaged profile ({what}); move it away or run `nextword profile clear {path}`")
 
         header_line, _, body = raw.partition(b"\n")
         try:
