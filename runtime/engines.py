@@ -14,7 +14,6 @@ serialises its calls with a lock.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import threading
@@ -41,18 +40,13 @@ def _available(name: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _typed(engine: str):
+def _failed(engine: str, err: Exception) -> EngineError:
     """An inference that fails inside the engine is an EngineError: a file that passed every check at load can
-    still hold a graph that fails on some input (a damaged, re-signed file); it must not escape untyped."""
-    try:
-        yield
-    except EngineError:
-        raise
-    except Exception as err:  # noqa: BLE001 - engines raise their own types (RuntimeError, InvalidArgument ...)
-        detail = " ".join(str(err).split())[:200]
-        raise EngineError(f"{engine} failed to run the model ({type(err).__name__}: {detail}); the file is damaged "
-                          "or was edited after export: export it again") from None
+    still hold a graph that fails on some input (a damaged, re-signed file); it must not escape untyped.
+    (A try/except at each call, not a context manager: this is the hot path of every suggestion.)"""
+    detail = " ".join(str(err).split())[:200]
+    return EngineError(f"{engine} failed to run the model ({type(err).__name__}: {detail}); the file is damaged "
+                       "or was edited after export: export it again")
 
 
 class TFLiteEngine:
@@ -100,20 +94,29 @@ class TFLiteEngine:
         return shapes
 
     def window(self, tokens: np.ndarray) -> np.ndarray:
-        with self._lock, _typed(self.name):
-            return self._window(**{TOKENS: np.ascontiguousarray(tokens, np.int32)})[PROBS]
+        with self._lock:
+            try:
+                return self._window(**{TOKENS: np.ascontiguousarray(tokens, np.int32)})[PROBS]
+            except Exception as err:  # noqa: BLE001 - engines raise their own types (RuntimeError ...)
+                raise _failed(self.name, err) from None
 
     def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray):
-        with self._lock, _typed(self.name):
-            out = self._step(**{TOKEN: np.ascontiguousarray(token, np.int32), H: np.ascontiguousarray(h, np.float32),
-                                C: np.ascontiguousarray(c, np.float32)})
+        with self._lock:
+            try:
+                out = self._step(**{TOKEN: np.ascontiguousarray(token, np.int32),
+                                    H: np.ascontiguousarray(h, np.float32), C: np.ascontiguousarray(c, np.float32)})
+            except Exception as err:  # noqa: BLE001
+                raise _failed(self.name, err) from None
         return out[PROBS], out[H_OUT], out[C_OUT]
 
     def sequence(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
         """(batch, steps) tokens from state h, c; the signature runner resizes to ``steps`` per call."""
-        with self._lock, _typed(self.name):
-            out = self._sequence(**{TOKENS: np.ascontiguousarray(tokens, np.int32),
-                                    H: np.ascontiguousarray(h, np.float32), C: np.ascontiguousarray(c, np.float32)})
+        with self._lock:
+            try:
+                out = self._sequence(**{TOKENS: np.ascontiguousarray(tokens, np.int32),
+                                        H: np.ascontiguousarray(h, np.float32), C: np.ascontiguousarray(c, np.float32)})
+            except Exception as err:  # noqa: BLE001
+                raise _failed(self.name, err) from None
         return out[PROBS], out[H_OUT], out[C_OUT]
 
 
@@ -147,8 +150,10 @@ class OnnxEngine:
         return {SEQUENCE: (sorted(i.name for i in session.get_inputs()), sorted(o.name for o in session.get_outputs()))}
 
     def sequence(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
-        with _typed(self.name):
+        try:
             return self._run(tokens, h, c)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types (InvalidArgument ...)
+            raise _failed(self.name, err) from None
 
     def _run(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
         probs, h_out, c_out = self._session.run(
