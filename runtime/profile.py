@@ -58,7 +58,7 @@ PRIOR_USER, PRIOR_RECENT, PRIOR_TARGETS = 0.1, 0.05, 4.0
 RECENT_MESSAGES, RECENT_DECAY = 50, 0.9
 #: Marks the start of a message in the user n-gram's contexts (no token contains whitespace).
 START = "\n"
-MAX_FILE_BYTES = 64 * DEFAULT_CAP_BYTES
+MAX_FILE_BYTES = 16 * DEFAULT_CAP_BYTES
 
 
 class ProfileError(NextwordError):
@@ -177,17 +177,18 @@ class Profile:
                         for key, words in _typed(data["grams"], dict).items()}
             if any(len(context) >= ORDER or "" in context or "" in words for context, words in children.items()):
                 raise ValueError
-            if not all(type(value) in (int, float) and 0 <= value < math.inf
-                       for words in children.values() for value in words.values()):
+            if not all(_is_count(value) for words in children.values() for value in words.values()):
                 raise ValueError
             self.mixer = {_typed(b, str): [float(_typed(r, (int, float))), float(_typed(q, (int, float))),
                                            float(_typed(n, (int, float)))]
                           for b, (r, q, n) in _typed(data["mixer"], dict).items()}
             self.recent = [[_typed(w, str) for w in _typed(m, list)] for m in _typed(data["recent"], list)]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise bad("a field is missing or of the wrong type") from None
-        if self.threshold < 1 or self.messages < 0 or len(self.recent) > RECENT_MESSAGES \
-                or any(not math.isfinite(v) or v < 0 for stats in self.mixer.values() for v in stats):
+        if not 1 <= self.threshold < 2**31 or not 0 <= self.messages < 2**53 or len(self.recent) > RECENT_MESSAGES \
+                or not all(1 <= n < 2**53 for n in self.sent.values()) \
+                or any(not all(map(_is_count, stats)) or stats[0] + stats[1] > stats[2] * (1 + 1e-6) + 1e-9
+                       for stats in self.mixer.values()):
             raise bad("a value is out of range")
         self._children = {context: words for context, words in children.items() if words}
         self._rebuild_structure()
@@ -645,6 +646,11 @@ class Profile:
 def _entry_bytes(gram: tuple[str, ...]) -> int:
     """About what one n-gram costs in the file (characters, not bytes: an estimate), with its count."""
     return sum(map(len, gram)) + len(gram) + 12
+
+
+def _is_count(value) -> bool:
+    """A finite number >= 0 that float arithmetic can hold (JSON allows 1e400 and 400-digit integers)."""
+    return (type(value) is float and 0.0 <= value < 1e300) or (type(value) is int and 0 <= value < 2**53)
 
 
 def _typed(value, kinds):

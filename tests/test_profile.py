@@ -277,3 +277,50 @@ def test_eval_adapt_reports_every_measure_with_and_without_adaptation(exported, 
     assert result["perplexity"] < result["baseline"]["perplexity"]
     shown = run_cli("eval", str(models / "model.int8.tflite"), "--text", str(text), "--adapt")
     assert shown.returncode == 0 and "adapted to the user" in shown.stdout and "without adaptation" in shown.stdout
+
+
+def _resigned(body: dict) -> bytes:
+    import hashlib
+
+    raw = json.dumps(body).encode()
+    return json.dumps({"format": "nextword-profile", "version": 1, "sha256": hashlib.sha256(raw).hexdigest()}).encode() \
+        + b"\n" + raw
+
+
+CRAFTED = {
+    "body not an object": lambda b: [1, 2],
+    "missing field": lambda b: {k: v for k, v in b.items() if k != "grams"},
+    "grams not an object": lambda b: {**b, "grams": "x"},
+    "count a string": lambda b: {**b, "grams": {"": {"i": "7"}}},
+    "count negative": lambda b: {**b, "grams": {"": {"i": -1}}},
+    "count huge": lambda b: {**b, "grams": {"": {"i": 10**400}}},
+    "count infinite": lambda b: {**b, "grams": {"": {"i": 1e400}}},
+    "context too long": lambda b: {**b, "grams": {"a b c d": {"i": 1}}},
+    "empty word": lambda b: {**b, "grams": {"": {"": 1}}},
+    "sent zero": lambda b: {**b, "sent": {"zorblax": 0}},
+    "sent a float": lambda b: {**b, "sent": {"zorblax": 1.5}},
+    "threshold zero": lambda b: {**b, "threshold": 0},
+    "threshold bool": lambda b: {**b, "threshold": True},
+    "mixer short": lambda b: {**b, "mixer": {"1": [1, 2]}},
+    "mixer more responsibility than targets": lambda b: {**b, "mixer": {"1": [5, 5, 1]}},
+    "mixer huge": lambda b: {**b, "mixer": {"1": [10**400, 0, 1]}},
+    "recent too many": lambda b: {**b, "recent": [["a"]] * 51},
+    "recent not words": lambda b: {**b, "recent": [[1, 2]]},
+    "blocked not words": lambda b: {**b, "blocked": [None]},
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_a_crafted_profile_with_a_valid_checksum_is_refused_in_one_typed_line(predictor, tmp_path, case):
+    from nextword.profile import ProfileDamagedError
+
+    profile = Profile()
+    send(predictor.session(profile), "i like zorblax today")
+    body = json.loads(profile.to_bytes().split(b"\n", 1)[1])
+    path = tmp_path / "crafted.profile"
+    path.write_bytes(_resigned(CRAFTED[case](body)))
+    with pytest.raises(ProfileDamagedError) as err:
+        Profile.load(path)
+    assert "\n" not in str(err.value)
+    # The keyboard sets it aside and starts afresh, as with any damaged file.
+    assert Profile.open(path, predictor.tokenizer, warn=lambda _: None).grams == {}
