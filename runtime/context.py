@@ -68,6 +68,12 @@ class WordIndex:
         lo, hi = self._span(prefix)
         return self.ids[lo:hi]
 
+    @property
+    def words_set(self) -> frozenset[str]:
+        if getattr(self, "_word_set", None) is None:
+            self._word_set = frozenset(self.words)
+        return self._word_set
+
     def _hidden(self, size: int) -> np.ndarray:
         """Ids below ``size`` the index does not hold (the special tokens; for a subset, also the rest)."""
         if not self.subset:

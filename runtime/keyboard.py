@@ -233,7 +233,8 @@ def line_mode(keyboard: Keyboard) -> int:
     predictor = keyboard.predictor
     for line in sys.stdin:
         text = line.rstrip("\r\n")
-        shown = keyboard.suggestions(*predictor.completion_target(text))
+        index = keyboard.session.profile.index(predictor.words) if keyboard.session.profile else None
+        shown = keyboard.suggestions(*predictor.completion_target(text, index))
         strip = "   ".join(f"[{i}] {s.word}" for i, s in enumerate(shown, start=1)) or "(no suggestion)"
         print(f"> {text}\n  {strip}", flush=True)
         if keyboard.profile is not None:

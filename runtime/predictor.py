@@ -134,7 +134,7 @@ class Predictor:
         # "don't" splits into "don" + "t": the partial word is the last piece, the rest is context.
         return text[: len(text) - len(last)] + " " + " ".join(tokens[:-1]), tokens[-1]
 
-    def completion_target(self, text: str) -> tuple[str, str]:
+    def completion_target(self, text: str, index: WordIndex | None = None) -> tuple[str, str]:
         """(context, prefix) for ``suggest``: complete the last word only if it is unfinished.
 
         "hello ho": "ho" is no word but begins some, so complete it from "hello".
@@ -142,7 +142,9 @@ class Predictor:
         whether a space was typed uses a session and passes ``prefix`` itself.
         """
         context, partial = self.split_partial(text)
-        if partial and self.tokenizer.id_of(partial) is None and self.words.begins_some_word(partial):
+        index = index or self.words  # a session with a profile passes its own (personal words in)
+        if partial and self.tokenizer.id_of(partial) is None and index.begins_some_word(partial) \
+                and partial not in index.words_set:
             return context, partial
         return text, ""
 

@@ -324,3 +324,27 @@ def test_a_crafted_profile_with_a_valid_checksum_is_refused_in_one_typed_line(pr
     assert "\n" not in str(err.value)
     # The keyboard sets it aside and starts afresh, as with any damaged file.
     assert Profile.open(path, predictor.tokenizer, warn=lambda _: None).grams == {}
+
+
+def test_keyboard_line_mode_blocks_words_and_learns_with_a_profile(exported, tmp_path):
+    from conftest import user_env
+
+    _, models, _ = exported
+    model = str(models / "model.int8.tflite")
+    predictor = Predictor.load(model)
+    blocked = words(predictor.suggest("we want ", 3))[0]
+    block = tmp_path / "block.txt"
+    block.write_text(f"# words never to suggest\n{blocked.upper()}\n", encoding="utf-8")
+    profile = tmp_path / "me.profile"
+    lines = "we want \ni like zorblax today\ni like zorblax today\ni like zor\n"
+    done = subprocess.run([sys.executable, "-m", "nextword", "keyboard", model, "--block", str(block),
+                           "--profile", str(profile)], input=lines, capture_output=True, text=True, timeout=120,
+                          env=user_env())
+    assert done.returncode == 0, done.stderr
+    strips = done.stdout.splitlines()[1::2]
+    assert blocked not in strips[0]
+    assert strips[3].startswith("  [1] zorblax")
+    assert Profile.load(profile).messages == 4 and Profile.load(profile).blocked == set()
+    missing = subprocess.run([sys.executable, "-m", "nextword", "keyboard", model, "--block", str(tmp_path / "no")],
+                             input="", capture_output=True, text=True, timeout=60, env=user_env())
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
