@@ -268,10 +268,9 @@ class Profile:
         if not word:
             raise UsageError("nothing to block: give a word")
         (self.blocked if keep else self._blocked_here).add(word)
-        self._set_grams({gram: value for gram, value in self.grams.items() if word not in gram})
         self.recent = [[w for w in message if w != word] for message in self.recent]
         self.sent.pop(word, None)
-        self._rebuild_structure()
+        self._set_grams({gram: value for gram, value in self.grams.items() if word not in gram})
         return word
 
     def unblock(self, word: str) -> None:
@@ -290,7 +289,6 @@ class Profile:
         for gram, value in other.grams.items():
             grams[gram] = grams.get(gram, 0.0) + value * theirs
         self.blocked |= other.blocked
-        self._set_grams({gram: value for gram, value in grams.items() if not any(map(self.is_blocked, gram))})
         self._scale = 1.0
         for word, count in other.sent.items():
             self.sent[word] = self.sent.get(word, 0) + count
@@ -301,7 +299,7 @@ class Profile:
         self.recent = [[w for w in message if not self.is_blocked(w)]
                        for message in (self.recent + other.recent)[-RECENT_MESSAGES:]]
         self.messages += other.messages
-        self._rebuild_structure()
+        self._set_grams({gram: value for gram, value in grams.items() if not any(map(self.is_blocked, gram))})
 
     # --------------------------------------------------------------- learning
     def learn(self, tokens: Sequence[str], model_probs: Sequence[float | None]) -> None:
@@ -313,7 +311,7 @@ class Profile:
             p_model = model_probs[position] if position < len(model_probs) else None
             if p_model is None or self.is_blocked(token):
                 continue
-            context = self._context(tokens[:position])
+            context = self._context(tokens[max(0, position - (ORDER - 1)):position])
             p_user, bucket = self.user_prob(context, token)
             p_recent = self._recent_prob(token)
             p_model = self._model_share(token, p_model)
