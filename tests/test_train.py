@@ -258,11 +258,11 @@ def test_a_preset_on_a_smaller_corpus_takes_its_steps_in_more_epochs():
     preset = TrainConfig(**{k: v for k, v in PRESETS["ptb"].items() if k in {f.name for f in
                                                                           dataclasses.fields(TrainConfig)}})
     assert scaled_to_steps(preset, 786, MIN_STEPS["ptb"], True) == (preset, None)  # PTB itself: as tuned
-    scaled, note = scaled_to_steps(preset, 146, MIN_STEPS["ptb"], True)
-    assert scaled.epochs == 33 and scaled.epochs * 146 >= MIN_STEPS["ptb"] and scaled.early_stopping == 3
+    scaled, note = scaled_to_steps(preset, 300, MIN_STEPS["ptb"], True)
+    assert scaled.epochs == 37 and scaled.epochs * 300 >= MIN_STEPS["ptb"] and scaled.early_stopping == 3
     total = preset.lr_decay ** (preset.epochs - preset.lr_decay_start)
     assert scaled.lr_decay ** (scaled.epochs - scaled.lr_decay_start) == pytest.approx(total, rel=0.1)
-    assert "33 epochs instead of 6" in note
+    assert "37 epochs instead of 14" in note
     assert scaled_to_steps(preset, 3, MIN_STEPS["ptb"], False)[0].epochs == MAX_SCALED_EPOCHS
     assert scaled_to_steps(preset, 3, MIN_STEPS["ptb"], False)[0].early_stopping is None  # nothing to watch
     assert preset_min_steps({"epochs": 2}, "ptb") == 0 and preset_min_steps({}, "ptb") == MIN_STEPS["ptb"]
