@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
     clear = actions.add_parser("clear", help="forget everything learned (blocked words stay unless --all)")
     clear.add_argument("file", metavar="FILE")
     clear.add_argument("--all", action="store_true", help="also forget the blocked words")
-    export = actions.add_parser("export", help="write a copy (JSON) to --out, or to standard output")
+    export = actions.add_parser("export", help="write a copy of the profile file to --out, or to standard output")
     export.add_argument("file", metavar="FILE")
     export.add_argument("--out", metavar="OUT", help="where to write the copy (default: standard output)")
     merge = actions.add_parser("import", help="add an exported profile's counts and blocked words to FILE")
