@@ -140,10 +140,12 @@ def full_profile(predictor, cap_bytes: int | None = None) -> tuple:
     profile = Profile(cap_bytes=cap_bytes)
     profile.bind(predictor.tokenizer)
     words = " ".join(SENTENCES).split()
-    while len(profile.to_bytes()) < 0.95 * cap_bytes:
-        for _ in range(200):
-            message = list(rng.choice(vocabulary, 6)) + words[: int(rng.integers(3, 12))] + ["zorblax", "kestrel"]
-            profile.learn(message, [])
+    sent = 0
+    while profile._bytes < 0.97 * cap_bytes and sent < 100_000:  # new names fill it whatever the vocabulary
+        message = (list(rng.choice(vocabulary, 6)) + words[: int(rng.integers(3, 12))]
+                   + ["zorblax", "kestrel", f"name{sent}"])
+        profile.learn(message, [])
+        sent += 1
     with tempfile.TemporaryDirectory() as folder:
         path = profile.save(Path(folder) / "user.profile")
         load_ms = min(timed(lambda: Profile.load(path).bind(predictor.tokenizer), 5))
