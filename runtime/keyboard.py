@@ -23,7 +23,7 @@ import sys
 from nextword.errors import UsageError
 from nextword.predict_cli import add_engine_options
 from nextword.predictor import Predictor
-from nextword.profile import Profile, read_blocklist
+from nextword.profile import Profile, ProfileError, read_blocklist
 
 HELP = ("Tab: accept 1st | Alt+1..9 (or Esc, digit): accept that one | Backspace | Ctrl-U: clear | "
         "Enter: send | Ctrl-B: block the word | Ctrl-C/Ctrl-D: quit")
@@ -86,7 +86,15 @@ class Keyboard:
         self._fed = None
         self.text = ""
         if self.profile is not None and not self.incognito and self.profile.path is not None:
+            self._save()
+
+    def _save(self) -> None:
+        """Save the profile; a failure is said in the strip and typing goes on (what was learned stays in
+        memory and is saved at the next message that can be)."""
+        try:
             self.profile.save()
+        except ProfileError as err:
+            self.message = str(err)
 
     def block_last_word(self) -> None:
         """Ctrl-B: the word under the cursor (the last one typed) is never suggested again."""
@@ -99,11 +107,12 @@ class Keyboard:
         elif self.profile is not None and not self.incognito:
             self.profile.block(tokens[-1])
             if self.profile.path is not None:
-                self.profile.save()
+                self._save()
         else:
             self.session.profile.block(tokens[-1], keep=False)
         self._fed = None
-        self.message = f"blocked \"{tokens[-1]}\": never suggested again"
+        if not self.message:
+            self.message = f"blocked \"{tokens[-1]}\": never suggested again"
 
     def accept(self, index: int) -> bool:
         options = self.suggestions()
@@ -227,6 +236,8 @@ def interactive(keyboard: Keyboard) -> int:
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         out.flush()
+
+
 def line_mode(keyboard: Keyboard) -> int:
     """Each line read is a whole context (as in `nextword predict`), answered with its strip; with a
     profile, each line is then sent (learned)."""
@@ -240,6 +251,9 @@ def line_mode(keyboard: Keyboard) -> int:
         if keyboard.profile is not None:
             keyboard.text = text
             keyboard.send()
+            if keyboard.message:  # the profile could not be saved: said, and the lines go on
+                print(f"nextword keyboard: {keyboard.message}", file=sys.stderr, flush=True)
+                keyboard.message = ""
     return 0
 
 

@@ -348,3 +348,22 @@ def test_keyboard_line_mode_blocks_words_and_learns_with_a_profile(exported, tmp
     missing = subprocess.run([sys.executable, "-m", "nextword", "keyboard", model, "--block", str(tmp_path / "no")],
                              input="", capture_output=True, text=True, timeout=60, env=user_env())
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_profile_that_cannot_be_saved_is_said_and_typing_goes_on(exported, tmp_path):
+    from nextword.keyboard import Keyboard
+
+    _, models, _ = exported
+    predictor = Predictor.load(models / "model.int8.tflite")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    profile = Profile.open(blocker / "me.profile", predictor.tokenizer)  # its folder cannot be made
+    keyboard = Keyboard(predictor, 3, profile)
+    for key in "i like zorblax today":
+        keyboard.key(key)
+    assert keyboard.key("\r") == "line"
+    keyboard.send()
+    assert "cannot write the profile" in keyboard.message and "\n" not in keyboard.message
+    assert profile.messages == 1 and keyboard.text == ""  # learned in memory; the next message may save it
+    keyboard.key("i")
+    assert keyboard.strip().startswith("[1]")
