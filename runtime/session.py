@@ -12,7 +12,7 @@ the model's window each word costs one step; once the text is longer than the
 window, each word is one call of the window form over the last ``window`` words,
 exactly what ``suggest()`` reads (the oldest word drops out, so no state is carried).
 A model that reads its padding (``config.masked`` false) is read through the window
-form for every word: its state cannot be carried. The session keeps at most
+form for every word: its state cannot be carried (a paste computes only the positions read). The session keeps at most
 ``HISTORY`` ids, so a session that is never reset does not grow.
 """
 
@@ -132,6 +132,9 @@ class Session:
     # --------------------------------------------------------- suggesting
     def probabilities(self) -> np.ndarray:
         if self._steps:
+            if self._steps[-1] is None:  # a window-reading model's position not computed yet (see _rebuild)
+                probs = self.predictor.engine.window(window_ids(self._ids, self._window)[None, :])
+                self._steps[-1] = (probs[0], self._zero, self._zero)
             return self._steps[-1][0]
         if self._start_probs is None:  # empty context: the zero state's distribution
             self._start_probs = self.predictor.engine.window(np.zeros((1, self._window), np.int32))[0]
@@ -154,14 +157,19 @@ class Session:
 
     # ------------------------------------------------------------ internals
     def _state(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._steps:
+        if self._steps and self._steps[-1] is not None:
             return self._steps[-1][1], self._steps[-1][2]
         return self._zero, self._zero
+
+    @property
+    def _carries_state(self) -> bool:
+        """Whether the step form carries the state word by word (a masked model with a step form)."""
+        return self.predictor.engine.has_step and self.predictor.config.masked
 
     def _advance(self, ids: list[int], h: np.ndarray, c: np.ndarray):
         """State and probabilities after ``ids[-1]``, given the state after ``ids[:-1]``."""
         engine = self.predictor.engine
-        if not engine.has_step or not self.predictor.config.masked:
+        if not self._carries_state:
             # No step form (the Keras model in training), or a model that reads its padding: the state
             # after "n words" depends on the window - n pads before them, so each word reads the window.
             probs = engine.window(window_ids(ids, self._window)[None, :])
@@ -184,6 +192,11 @@ class Session:
             # state is kept. ``_push`` and ``backspace`` rebuild whenever the ids outnumber the window.
             probs = self.predictor.engine.window(window_ids(self._ids, self._window)[None, :])
             self._steps = [(probs[0], self._zero, self._zero)]
+            return
+        if not self._carries_state:
+            # Each position is its own window call, and only the last one is read unless backspace comes
+            # back to an earlier one: those are computed when read (``probabilities``), not all now.
+            self._steps = [None] * len(self._ids)
             return
         self._steps = []
         h, c = self._zero, self._zero

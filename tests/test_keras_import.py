@@ -90,6 +90,15 @@ def test_unmasked_model_session_gives_the_window_forms_suggestions(tutorial, tmp
         expected = predictor.suggest(" ".join(typed) + " ", 3)
         assert session.suggest(3) == expected
         assert [s.word for s in expected] == made.keras_top3(" ".join(typed))
+    # A paste longer than the window, then backspaces back inside it: each position read when needed.
+    text = "hello how are you " * predictor.config.window
+    session.reset()
+    session.feed(text)
+    assert session.suggest(3) == predictor.suggest(text, 3)
+    words = text.split()
+    for count in range(len(words) - 1, len(words) - predictor.config.window - 2, -1):
+        session.backspace()
+        assert session.suggest(3) == predictor.suggest(" ".join(words[:count]) + " ", 3), count
     probs = predictor.probabilities("hello how")
     assert np.allclose(probs, made.keras_probs("hello how"), atol=1e-5)
 
