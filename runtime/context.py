@@ -111,7 +111,7 @@ class WordIndex:
             # A few argmax passes beat a partition of the whole vocabulary for a suggestion strip.
             best = []
             for _ in range(count):
-                index = int(np.argmax(scores))
+                index = int(scores.argmax())
                 best.append(index)
                 scores[index] = -np.inf
             best = np.array(best, dtype=np.int64)

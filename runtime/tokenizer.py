@@ -216,6 +216,10 @@ class Tokenizer:
             if self.config.lower:
                 text = text.lower()
             return [piece for piece in text.translate(self._translate).split(self.config.split) if piece]
+        if not any(literal in text for literal in self._special_literals):
+            # No special token in the text (the usual case): one pass over the whole text, the same tokens
+            # as piece by piece (filters become spaces, and lower() makes no whitespace).
+            return (text.lower() if self.config.lower else text).translate(self._translate).split()
         tokens: list[str] = []
         for piece in text.split():
             if piece in self._special_literals:

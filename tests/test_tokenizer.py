@@ -165,3 +165,29 @@ def test_tokenizer_never_imports_tensorflow():
            "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60),
+       st.booleans(), st.sampled_from(['!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n', "", ".,"]))
+def test_splitting_the_whole_text_at_once_equals_piece_by_piece(text, lower, filters):
+    _check_split(text, lower, filters)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["<unk>", "<eos>", "<pad>", "x<unk>", "Hello,", "ÇA", "a.b", " ", "\t"]),
+                max_size=12), st.booleans())
+def test_special_tokens_in_the_text_are_split_as_before(parts, lower):
+    _check_split(" ".join(parts), lower, KERAS_FILTERS)
+
+
+def _check_split(text: str, lower: bool, filters: str) -> None:
+    tokenizer = Tokenizer(["a"], TokenizerConfig(lower=lower, filters=filters, eos_token="<eos>"))
+    pieces = []
+    for piece in text.split():
+        if piece in tokenizer._special_literals:  # "<unk>", "<eos>": one token each, as written
+            pieces.append(piece)
+            continue
+        piece = piece.lower() if lower else piece
+        pieces.extend(piece.translate(str.maketrans({ch: " " for ch in filters})).split())
+    assert tokenizer.split(text) == pieces
