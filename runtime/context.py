@@ -8,6 +8,7 @@ that both read a context exactly the same way: ids from ``Tokenizer.context_ids`
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -68,11 +69,13 @@ class WordIndex:
         lo, hi = self._span(prefix)
         return self.ids[lo:hi]
 
-    @property
+    @functools.cached_property
     def words_set(self) -> frozenset[str]:
-        if getattr(self, "_word_set", None) is None:
-            self._word_set = frozenset(self.words)
-        return self._word_set
+        return frozenset(self.words)
+
+    @functools.cached_property
+    def _id_set(self) -> frozenset[int]:
+        return frozenset(self.ids.tolist())
 
     def _hidden(self, size: int) -> np.ndarray:
         """Ids below ``size`` the index does not hold (the special tokens; for a subset, also the rest)."""
@@ -86,8 +89,6 @@ class WordIndex:
 
     def suggests(self, token_id: int) -> bool:
         """Whether the strip may show this id."""
-        if getattr(self, "_id_set", None) is None:
-            self._id_set = frozenset(self.ids.tolist())
         return token_id in self._id_set
 
     def begins_some_word(self, prefix: str) -> bool:

@@ -70,9 +70,6 @@ class KeystrokeCounter:
         word = self.vocab[target] if word is None else word
         index = index or self.index
         self.typed += len(word) + 1
-        if target < 0:  # the strip cannot show it (a word outside what it suggests): typed in full
-            self.with_strip += len(word) + 1
-            return
         if shown_without_prefix:
             self.with_strip += 1
             return
@@ -82,6 +79,11 @@ class KeystrokeCounter:
                 self.with_strip += letters + 1
                 return
         self.with_strip += len(word) + 1  # typed in full (the last letter completes it anyway)
+
+    def typed_in_full(self, word: str) -> None:
+        """A word the strip can never show (outside what it suggests): n + 1 keys either way."""
+        self.typed += len(word) + 1
+        self.with_strip += len(word) + 1
 
     @property
     def ksr(self) -> float:
@@ -171,7 +173,7 @@ class TargetScores:
         p_target = float(probs[target]) if target is not None else 0.0
         self.words += 1
         if target is None or not index.suggests(target):
-            self.keys.add(probs, -1, False, index=index, word=word)
+            self.keys.typed_in_full(word)
             return
         rank = int((probs[index.ids] > p_target).sum())  # among the words the strip may show
         for k in self.suggest_top:

@@ -111,9 +111,10 @@ class Profile:
     def load(cls, path: str | Path, **kwargs) -> Profile:
         path = Path(path)
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise ProfileDamagedError(f"{path}: {path.stat().st_size:,} bytes is not a profile (at most "
-                                   f"{MAX_FILE_BYTES:,}); move it away or give another --profile")
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ProfileDamagedError(f"{path}: {size:,} bytes is not a profile (at most {MAX_FILE_BYTES:,}); "
+                                          "move it away or give another --profile")
             raw = path.read_bytes()
         except FileNotFoundError:
             raise ProfileError(f"{path}: no such profile; a keyboard creates it at the first sent message") from None
@@ -149,7 +150,8 @@ class Profile:
     def _read(self, raw: bytes, path) -> None:
         """A profile file: one header line (format, version, sha256 of the rest), then the body, JSON."""
         def bad(what: str) -> ProfileError:
-            return ProfileDamagedError(f"{path}: damaged profile ({what}); move it away or run `nextword profile clear {path}`")
+            return ProfileDamagedError(f"{path}: damaged profile ({what}); move it away or run "
+                                       f"`nextword profile clear {path}`")
 
         header_line, _, body = raw.partition(b"\n")
         try:
@@ -454,9 +456,6 @@ class Profile:
         return tokenizer.id_of(token) is None and token not in tokenizer.config.special_tokens
 
     # -------------------------------------------------- the session's mixing
-    def extra_words(self) -> list[str]:
-        return self._extra
-
     def mix(self, model_probs: np.ndarray, context_tokens: Sequence[str]) -> np.ndarray:
         """The mixed distribution (float32) over the model's ids and then the profile's extra words (ids from
         ``vocab_size`` on). Unknown words move out of ``<unk>`` by ``_model_share``.
@@ -530,10 +529,7 @@ class Profile:
 
     def _ext_id_or_none(self, word: str) -> int | None:
         token_id = self.tokenizer.id_of(word)
-        if token_id is not None:
-            return token_id
-        index = self._extra_id.get(word)
-        return None if index is None else self.tokenizer.vocab_size + index
+        return token_id if token_id is not None else self.extra_id(word)
 
     def _ext_id(self, word: str) -> int:
         token_id = self.tokenizer.id_of(word)
@@ -587,7 +583,8 @@ class Profile:
             self._extra.append(word)
             if len(self._sent_buffer) < len(self._extra):
                 self._sent_buffer = np.concatenate([self._sent_buffer, np.zeros_like(self._sent_buffer)])
-                self._unigram_buffer = np.concatenate([self._unigram_buffer, np.zeros(len(self._sent_buffer) // 2, np.float32)])
+                grown = np.zeros(len(self._sent_buffer) // 2, np.float32)
+                self._unigram_buffer = np.concatenate([self._unigram_buffer, grown])
 
     @property
     def _sent_vector(self) -> np.ndarray:
@@ -616,7 +613,6 @@ class Profile:
             size -= _entry_bytes(ranked[cut][0])
             cut += 1
         self._set_grams(dict(ranked[cut:]))
-        self._rebuild_structure()
 
     def _fit_cap(self) -> None:
         """Prune until the serialized file fits ``cap_bytes``."""
@@ -635,8 +631,9 @@ class Profile:
         rounded = {b: [round(w, 3) for w in self.weights(b)] for b in buckets}
         return {"messages": self.messages, "vocab_sha256": self.vocab_sha256, "threshold": self.threshold,
                 "personal_words": len(personal), "top_personal_words": personal[:top],
-                "ngrams": {f"order {n}": sum(1 for g in self.grams if len(g) == n) for n in range(1, ORDER + 1)},
-                "words_learned": round(sum(v for g, v in self.grams.items() if len(g) == 1) * factor, 1),
+                "ngrams": {f"order {n}": sum(len(words) for context, words in self._children.items()
+                                             if len(context) == n - 1) for n in range(1, ORDER + 1)},
+                "words_learned": round(sum(self._children.get((), {}).values()) * factor, 1),
                 "blocked": sorted(self.blocked),
                 "mixing_weights": {b: {"model": w[0], "user": w[1], "recent": w[2]} for b, w in rounded.items()}}
 
