@@ -245,8 +245,7 @@ class Profile:
         blocked = {self._normalise(word) for word in self.blocked} - {""}
         if blocked != self.blocked:  # a hand-edited list: block as the model's tokenizer writes the words
             self.blocked = set()
-            for word in blocked:
-                self.block(word)
+            self.block_all(blocked)
         self._rebuild_words()
 
     def _normalise(self, word: str) -> str:
@@ -269,11 +268,19 @@ class Profile:
         word = self._normalise(word)
         if not word:
             raise UsageError("nothing to block: give a word")
-        (self.blocked if keep else self._blocked_here).add(word)
-        self.recent = [[w for w in message if w != word] for message in self.recent]
-        self.sent.pop(word, None)
-        self._set_grams({gram: value for gram, value in self.grams.items() if word not in gram})
+        self.block_all([word], keep=keep)
         return word
+
+    def block_all(self, words, *, keep: bool = True) -> None:
+        """``block`` for many words at once (a blocklist file): what was learned is filtered once."""
+        words = {self._normalise(word) for word in words} - {""}
+        if not words:
+            return
+        (self.blocked if keep else self._blocked_here).update(words)
+        self.recent = [[w for w in message if w not in words] for message in self.recent]
+        for word in words:
+            self.sent.pop(word, None)
+        self._set_grams({gram: value for gram, value in self.grams.items() if words.isdisjoint(gram)})
 
     def unblock(self, word: str) -> None:
         word = self._normalise(word)

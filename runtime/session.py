@@ -43,8 +43,7 @@ class Session:
         self._learns = profile is not None and not incognito
         if profile is not None:
             profile.bind(predictor.tokenizer)
-            for word in block:
-                profile.block(word, keep=False)
+            profile.block_all(block, keep=False)
         self._window = predictor.config.window
         self._zero = np.zeros((predictor.config.num_layers, 1, predictor.config.hidden_size), np.float32)
         self._start_probs: np.ndarray | None = None
