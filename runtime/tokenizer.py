@@ -160,7 +160,8 @@ class Tokenizer:
     def from_counts(cls, counts: Counter[str], config: TokenizerConfig | None = None) -> Tokenizer:
         """Vocabulary from word counts whose insertion order is first occurrence."""
         config = config or TokenizerConfig()
-        specials = set(config.special_tokens)
+        # A literal "<pad>" in the text (kept whole when the filters leave "<" and ">") is no word: id 0 is padding.
+        specials = {*config.special_tokens, PAD_TOKEN}
         ranked = [(w, n) for w, n in counts.items() if w not in specials and n >= config.min_count]
         # Stable sort: equal counts keep first-occurrence order, as in Keras.
         ranked.sort(key=lambda item: item[1], reverse=True)

@@ -191,3 +191,11 @@ def _check_split(text: str, lower: bool, filters: str) -> None:
         piece = piece.lower() if lower else piece
         pieces.extend(piece.translate(str.maketrans({ch: " " for ch in filters})).split())
     assert tokenizer.split(text) == pieces
+
+
+def test_a_literal_pad_token_in_the_corpus_is_no_word():
+    """With filters that keep "<" and ">", a corpus's literal "<pad>" stays whole: it is not made a word (id 0 is
+    padding), and in text it is an unknown word (found by the web client's tokenizer parity test)."""
+    tok = Tokenizer.fit(["<pad> hello <pad> how"], TokenizerConfig(filters=""))
+    assert tok.vocab == ("<pad>", "hello", "how", "<unk>")
+    assert tok.encode("<pad> hello") == [tok.unk_id, 1]
