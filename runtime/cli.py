@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "bench": "nextword.bench_cli",
     "keygen": "nextword.keygen_cli",
     "profile": "nextword.profile_cli",
+    "web": "nextword.web_cli",
 }
 
 EXIT_INTERNAL = 70

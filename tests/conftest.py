@@ -79,3 +79,17 @@ def exported(tmp_path_factory):
     result = exporter.export_run(root / "run", root / "models", formats=["tflite", "onnx"], precisions=None,
                                  log=lambda _: None)
     return root / "run", root / "models", result.report
+
+
+@pytest.fixture(scope="session")
+def readme_main_job(tmp_path_factory):
+    """README command 1 after its install step, as written, in a fresh folder (train the embedded default,
+    export, predict: a few minutes, run once per test session). Returns (steps, results, folder)."""
+    import shlex
+
+    from test_readme import first_code_block
+
+    folder = tmp_path_factory.mktemp("readme-main-job")
+    steps = [step.strip() for step in first_code_block()[0].split("&&") if "nextword " in step]
+    results = [run_cli(*shlex.split(step)[1:], cwd=folder) for step in steps]
+    return steps, results, folder

@@ -71,14 +71,11 @@ def test_the_filter_keeps_everything_but_library_log_lines():
 
 
 @pytest.mark.slow
-def test_readme_main_job_console_is_clean_and_suggests_everyday_words(tmp_path):
+def test_readme_main_job_console_is_clean_and_suggests_everyday_words(readme_main_job):
     """README command 1 after its install step, as written, in a fresh folder: train the embedded default
     (200 epochs, a few minutes), export, predict. Its whole console is searched for library log lines."""
-    from test_readme import first_code_block
-
-    steps = [step.strip() for step in first_code_block()[0].split("&&") if "nextword " in step]
+    steps, results, _ = readme_main_job
     assert [step.split()[1] for step in steps] == ["train", "export", "predict"]
-    results = [run_cli(*shlex.split(step)[1:], cwd=tmp_path) for step in steps]
     for step, result in zip(steps, results):
         assert result.returncode == 0, (step, result.stderr)
     assert engine_log_lines(*results) == []

@@ -11,6 +11,13 @@ from pathlib import Path
 
 from nextword.contract import ENGINES, PRECISIONS
 
+#: Engines outside the Python runtime, by format: the web client's ONNX Runtime Web in Chromium (test_web_parity.py).
+OTHER_ENGINES = {"onnx": ("onnxruntime-web",)}
+
+
+def engines(fmt: str) -> tuple[str, ...]:
+    return ENGINES[fmt] + OTHER_ENGINES.get(fmt, ())
+
 
 def main(root: Path) -> int:
     rows = [json.loads(line) for path in sorted(root.glob("rows-*.jsonl"))
@@ -21,7 +28,7 @@ def main(root: Path) -> int:
     print("\nParity matrix: every exported file on every engine, against the Keras model")
     print(header)
     print("-" * len(header))
-    order = {e: i for i, e in enumerate(sum(ENGINES.values(), ()))}
+    order = {e: i for i, e in enumerate(sum((engines(fmt) for fmt in ENGINES), ()))}
     rows.sort(key=lambda r: (r["model"], r["format"], PRECISIONS[r["format"]].index(r["precision"]),
                              order[r["engine"]], r["form"]))
     for r in rows:
@@ -36,7 +43,7 @@ def main(root: Path) -> int:
               f"{r['status']}")
     seen = {(r["model"], r["format"], r["precision"], r["engine"]) for r in rows}
     expected = {(m, f, p, e) for m in manifest["models"] for f, ps in PRECISIONS.items() for p in ps
-                for e in ENGINES[f]}
+                for e in engines(f)}
     missing = sorted(expected - seen)
     failed = [r for r in rows if r["status"] == "FAIL" or r.get("suggest_equals_raw") is False]
     print(f"\n{len(seen)} of {len(expected)} cells measured; {len(failed)} failed; {len(missing)} missing")

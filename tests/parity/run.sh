@@ -2,7 +2,8 @@
 # The parity suite across three real environments, built from the repo's own files:
 #   1. training (.venv: the `train` extra): fixture models, every export, Keras references;
 #   2. .venv-litert: runtime only, ai-edge-litert + onnxruntime on numpy 2;
-#   3. .venv-tflite: runtime only, tflite-runtime 2.14 on numpy<2 (Python 3.11).
+#   3. .venv-tflite: runtime only, tflite-runtime 2.14 on numpy<2 (Python 3.11);
+#   4. .venv with Debian's Chromium: the ONNX files in the web client's ONNX Runtime Web (wasm).
 # Environments 2 and 3 measure every file on their engines against the references; the matrix of all
 # cells is printed last. Run from anywhere after .venv exists (the README's test command does it).
 set -euo pipefail
@@ -30,5 +31,9 @@ for env in litert tflite; do
     NEXTWORD_PARITY_DIR="$out" NEXTWORD_PARITY_OUT="$out/rows-$env.jsonl" \
         "$venv/bin/python" -m pytest tests/parity -q -p no:cacheprovider
 done
+
+echo "== parity environment .venv + Chromium: ONNX Runtime Web (wasm), the web client's engine"
+NEXTWORD_PARITY_DIR="$out" NEXTWORD_PARITY_OUT="$out/rows-web.jsonl" \
+    .venv/bin/python -m pytest tests/parity/test_web_parity.py -q -p no:cacheprovider
 
 .venv/bin/python tests/parity/matrix.py "$out"
