@@ -80,33 +80,31 @@ class WordIndex {
 
   /** Ids of the k most probable words (starting with prefix), best first; ties: the first in Python's order. */
   top(probs, k, prefix = "") {
-    let candidates;
-    if (prefix) {
-      const [lo, hi] = this.span(prefix);
-      candidates = this.ids.subarray(lo, hi);
-    } else {
-      candidates = null;
-    }
+    const candidates = prefix ? this.ids.subarray(...this.span(prefix)) : null;
     const size = candidates ? candidates.length : probs.length;
-    const taken = new Set();
-    const best = [];
-    for (let round = 0; round < k; round++) {
-      let bestAt = -1;
-      let bestScore = -Infinity;
-      for (let i = 0; i < size; i++) {
-        const id = candidates ? candidates[i] : i;
-        if (taken.has(id) || (!candidates && this.hidden.has(id))) continue;
-        const score = probs[id];
-        if (bestAt < 0 || score > bestScore) { // strictly greater: ties keep the first, as numpy's argmax
-          bestAt = id;
-          bestScore = score;
-        }
-      }
-      if (bestAt < 0) break;
-      taken.add(bestAt);
-      best.push(bestAt);
+    if (!candidates && (!this.hiddenMask || this.hiddenMask.length !== size)) {
+      this.hiddenMask = new Uint8Array(size);
+      for (const id of this.hidden) if (id < size) this.hiddenMask[id] = 1;
     }
-    return best;
+    // One pass, a sorted list of at most k: a later id displaces only a strictly smaller score, so equal
+    // scores keep the earlier id first (numpy's argmax, taken k times, in the Python runtime).
+    const ids = [];
+    const scores = [];
+    for (let i = 0; i < size; i++) {
+      const id = candidates ? candidates[i] : i;
+      if (!candidates && this.hiddenMask[id]) continue;
+      const score = probs[id];
+      if (ids.length === k && !(score > scores[k - 1])) continue;
+      let at = ids.length;
+      while (at > 0 && score > scores[at - 1]) at--;
+      ids.splice(at, 0, id);
+      scores.splice(at, 0, score);
+      if (ids.length > k) {
+        ids.pop();
+        scores.pop();
+      }
+    }
+    return ids;
   }
 }
 
@@ -262,7 +260,12 @@ export class NextWord {
 
   rank(probs, k, prefix = "") {
     if (!Number.isInteger(k) || k < 1) throw new NextWordError(`k must be a whole number of at least 1, got ${k}`);
-    return this.words.top(probs, k, prefix).map((id) => ({ word: this.tokenizer.vocab[id], prob: probs[id] }));
+    const suggestions = this.words.top(probs, k, prefix).map((id) => ({ word: this.tokenizer.vocab[id], prob: probs[id] }));
+    if (suggestions.some(({ prob }) => !(prob >= 0 && prob <= 1))) { // NaN fails both
+      throw new NextWordError("the model returned a value that is not a probability; the model file is damaged: "
+        + "export it again");
+    }
+    return suggestions;
   }
 
   // ----------------------------------------------------------------------- suggesting
