@@ -260,6 +260,13 @@ def test_bad_files_show_one_clear_line_and_the_page_still_works(browser, exporte
                                               "buffer": good.read_bytes()}])
         page.wait_for_selector("body[data-state=ready]", timeout=60_000)
         assert page.text_content("#error") == ""
+        # A wrong file chosen after a good one: one line, and the model loaded before keeps suggesting.
+        page.set_input_files("#file", files=[{"name": "notes.onnx", "mimeType": "text/plain", "buffer": b"notes"}])
+        page.wait_for_selector("body[data-state=error]", timeout=60_000)
+        assert "still using the model loaded before" in page.text_content("#status")
+        page.click("#text")
+        page.keyboard.type("we want ")
+        page.wait_for_selector(".suggestion", timeout=10_000)
         missing_page = open_page(browser, server, "nowhere.onnx", expect="error")  # a URL that is not there
         assert "HTTP 404" in missing_page.text_content("#error")
         assert page.errors == [] and missing_page.errors == []

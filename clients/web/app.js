@@ -54,8 +54,10 @@ async function load(source, name) {
     text.focus();
     await update();
   } catch (err) {
-    model = null;
-    status.textContent = `${name} was not loaded.`;
+    // A model already loaded keeps working: a wrong file chosen by mistake costs nothing typed.
+    status.textContent = model ? `${name} was not loaded; still using the model loaded before.`
+      : `${name} was not loaded.`;
+    text.disabled = !model;
     showError(err);
   }
 }
