@@ -67,3 +67,9 @@ class Interrupted(NextwordError):
     """The user pressed Ctrl-C; the message says what was kept and how to continue."""
 
     exit_code = 130
+
+
+class WorkerLostError(NextwordError):
+    """Distributed training: a worker stopped or became unreachable; the job stops and resumes as a whole."""
+
+    exit_code = 75  # EX_TEMPFAIL: restarting the job continues it

@@ -105,6 +105,13 @@ def add_parser(subparsers) -> None:
     m.add_argument("--tie-embeddings", action="store_true", default=None,
                    help="the softmax reuses the embedding matrix (needs --projection-dim = --embedding-dim)")
 
+    d = p.add_argument_group("several machines (data-parallel, tf.distribute; docs: README \"Training on several "
+                             "machines\")")
+    d.add_argument("--workers", metavar="HOST:PORT,HOST:PORT,...",
+                   help="every worker's address, the same list on each (default: TF_CONFIG if set, else one machine)")
+    d.add_argument("--worker-index", type=int, metavar="I",
+                   help="this machine's place in --workers; 0 is the chief, which alone writes RUN_DIR")
+
     t = p.add_argument_group("vocabulary")
     t.add_argument("--max-vocab", type=int, help="cap on vocabulary size, padding and special tokens included "
                                                  "(default: every word)")
@@ -124,23 +131,32 @@ def add_parser(subparsers) -> None:
 
 
 #: Namespace entries that are not training settings.
-_NOT_SETTINGS = {"out", "resume", "finish", "overwrite", "preset", "sample", "run", "command", "verbose"}
+_NOT_SETTINGS = {"out", "resume", "finish", "overwrite", "preset", "sample", "run", "command", "verbose", "workers",
+                 "worker_index"}
 
 
 def run(args: argparse.Namespace) -> int:
     require("tensorflow", extra="train", command="train")
     from nextword.train import plan as planning
 
+    from nextword.train.distributed import cluster_from
+
     options = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
     resuming = args.resume or args.finish
+    cluster = cluster_from(args.workers, args.worker_index)
     if resuming:
         planning.check_resume_options({**options, "preset": args.preset, "overwrite": args.overwrite})
-        plan = planning.plan_resume(args.out, epochs=args.epochs, finish=args.finish)
     else:
         train_config, tokenizer_config, model = planning.settings_from_options(options, args.preset)
+        if cluster:
+            planning.check_workers(train_config, cluster.count)
+    collective = _connect(cluster) if cluster else None
+    if resuming:
+        plan = planning.plan_resume(args.out, epochs=args.epochs, finish=args.finish, collective=collective)
+    else:
         plan = planning.plan_new(args.out, train_config, tokenizer_config, model, overwrite=args.overwrite,
                                  from_preset=planning.preset_settings(options, args.preset),
-                                 min_steps=planning.preset_min_steps(options, args.preset))
+                                 min_steps=planning.preset_min_steps(options, args.preset), collective=collective)
     # Every input is checked; only now pay for importing TensorFlow.
     from nextword.train import trainer
 
@@ -149,8 +165,20 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # before or after the fit (inside it, the trainer says what was saved)
         raise Interrupted(f"interrupted; `nextword train --out {args.out} --resume` continues from the last "
                           "completed epoch, if any") from None
+    if not plan.chief:
+        print(f"worker {cluster.index}: done; the chief ({cluster.workers[0]}) wrote the run directory")
+        return 0
     _print_result(result, args.sample or sample_contexts(plan))
     return 0
+
+
+def _connect(cluster):
+    """The engine's strategy over every worker (waits for all of them to start)."""
+    from nextword.train.distributed import Collective, connect
+
+    print(f"worker {cluster.index} of {cluster.count} ({cluster.workers[cluster.index]}): waiting for the other "
+          "workers", flush=True)
+    return Collective(connect(cluster), cluster)
 
 
 def sample_contexts(plan) -> list[str]:

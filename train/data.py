@@ -7,6 +7,7 @@ and the report know the totals). Every epoch then reads the files again.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -59,13 +60,32 @@ class TrainingData:
     def has_validation(self) -> bool:
         return self.valid_corpus is not None or self.valid_fraction > 0
 
+    def sharded(self, index: int, count: int) -> TrainingData:
+        """This worker's part of the data (distributed training): its byte range of the corpus and of the
+        validation files, and its own held-out lines."""
+        valid = None if self.valid_corpus is None else self.valid_corpus.sharded(index, count)
+        data = TrainingData(self.corpus.sharded(index, count), valid, seed=self.seed,
+                            valid_fraction=self.valid_fraction)
+        data.tokenizer = self.tokenizer
+        return data
+
     def train_lines(self) -> Iterator[str]:
-        return split_lines(self.corpus.lines(), seed=self.seed, fraction=self.valid_fraction, want_validation=False)
+        return split_lines(self.corpus.lines(), seed=self.seed, fraction=self.valid_fraction, want_validation=False,
+                           shard=self.corpus.shard)
 
     def valid_lines(self) -> Iterator[str]:
         if self.valid_corpus is not None:
             return self.valid_corpus.lines()
-        return split_lines(self.corpus.lines(), seed=self.seed, fraction=self.valid_fraction, want_validation=True)
+        return split_lines(self.corpus.lines(), seed=self.seed, fraction=self.valid_fraction, want_validation=True,
+                           shard=self.corpus.shard)
+
+    def word_counts(self, config: TokenizerConfig) -> Counter:
+        """Counts of the training lines' tokens, in first-occurrence order (what ``Tokenizer.fit`` counts)."""
+        counts: Counter[str] = Counter()
+        splitter = Tokenizer((), config)
+        for line in self.train_lines():
+            counts.update(splitter.split(line))
+        return counts
 
     def fit_tokenizer(self, config: TokenizerConfig) -> Tokenizer:
         tokenizer = Tokenizer.fit(self.train_lines(), config)

@@ -13,6 +13,8 @@ refuse the same things with the same words.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from nextword.config import ModelConfig
 from nextword.errors import CorpusError, RunDirError, UsageError
 from nextword.tokenizer import KERAS_FILTERS, Tokenizer, TokenizerConfig
 from nextword.train import sequences
-from nextword.train.corpus import Corpus, CorpusScan
+from nextword.train.corpus import MIN_LINES_FOR_SPLIT, Corpus, CorpusScan
 from nextword.train.data import SplitCounts, TrainingData
 from nextword.train.presets import MAX_SCALED_EPOCHS, MIN_STEPS, SAMPLED_SOFTMAX_MIN_VOCAB_RATIO, SCALED_EARLY_STOPPING
 from nextword.train.presets import preset as named_preset
@@ -212,16 +214,30 @@ class RunPlan:
     checkpoint: Path | None = None
     #: Things the user should hear before training (files skipped, no validation split ...).
     notes: tuple[str, ...] = ()
+    #: Distributed training (``nextword.train.distributed``): this worker's shard is ``data``; the counts are
+    #: the whole corpus'; every worker runs ``worker_steps`` steps of ``batch_size / workers`` examples.
+    collective: Any = None
+    worker_steps: int | None = None
+
+    @property
+    def workers(self) -> int:
+        return 1 if self.collective is None else self.collective.cluster.count
+
+    @property
+    def chief(self) -> bool:
+        return self.collective is None or self.collective.cluster.chief
 
 
 def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: TokenizerConfig | None = None,
              model: Mapping[str, Any] | None = None, *, overwrite: bool = False,
-             from_preset: frozenset[str] = frozenset(), min_steps: int = 0) -> RunPlan:
+             from_preset: frozenset[str] = frozenset(), min_steps: int = 0, collective=None) -> RunPlan:
     """A checked plan for a new run in ``out``; ``model`` holds ModelConfig settings (window: from the data).
 
     ``from_preset`` names the settings a preset chose (not the user): a preset's sampled softmax is
     switched off, with a note, when the vocabulary is small enough for the full softmax. ``min_steps``: a
     preset's training steps (``preset_min_steps``), reached with more epochs on a smaller corpus.
+    ``collective``: this worker's place in distributed training (``distributed.Collective``); every worker
+    plans on its own shard and agrees with the others on the vocabulary, window and counts.
     """
     tokenizer_config = tokenizer_config or TokenizerConfig()
     model = dict(model or {})
@@ -232,11 +248,12 @@ def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: Token
         raise UsageError("--mode sentence reads every line after <eos>; it cannot be used with --no-eos "
                          "(TokenizerConfig(eos_token=None))")
     run = RunDir(out)
-    run.ensure_new(overwrite)
-    data, scan = _scan(train_config)
+    _check_workers(train_config, collective)
+    _on_chief(collective, lambda: run.ensure_new(overwrite))  # only the chief writes a run directory
+    data, scan = _scan(train_config, collective)
     train_config = dataclasses.replace(train_config, valid_fraction=data.valid_fraction)
-    tokenizer = data.fit_tokenizer(tokenizer_config)
-    window = model.pop("window", None) or data.auto_window(train_config.mode)
+    tokenizer = _fit_tokenizer(data, tokenizer_config, collective)
+    window = model.pop("window", None) or _agreed_max(collective, lambda: data.auto_window(train_config.mode))
     model_config = ModelConfig(vocab_size=tokenizer.vocab_size, window=window, **model)
     notes = []
     sampled = train_config.sampled_softmax
@@ -251,8 +268,8 @@ def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: Token
     if data.valid_fraction == 0 and train_config.valid is None:
         notes.append(f"corpus has {scan.lines} lines, too few to hold some out; training on all, no validation")
     plan = _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer, model_config=model_config,
-                    train_config=train_config, overwrite=overwrite, notes=tuple(notes))
-    batches = -(-plan.train_counts.examples // train_config.batch_size)
+                    train_config=train_config, overwrite=overwrite, notes=tuple(notes), collective=collective)
+    batches = plan.worker_steps or -(-plan.train_counts.examples // train_config.batch_size)
     scaled, note = scaled_to_steps(train_config, batches, min_steps, plan.valid_counts is not None)
     if note:
         plan = dataclasses.replace(plan, train_config=scaled, notes=(*plan.notes, note))
@@ -267,17 +284,23 @@ def _skipped_notes(data: TrainingData):
                    "(only *.txt files are read; rename or convert them to include them)")
 
 
-def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = False) -> RunPlan:
-    """A plan that continues ``out`` from its last checkpoint (``finish``: train no further, just finalise)."""
+def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = False, collective=None) -> RunPlan:
+    """A plan that continues ``out`` from its last checkpoint (``finish``: train no further, just finalise).
+
+    Distributed (``collective``): the chief reads the run directory and every worker gets what it read."""
     run = RunDir(out)
-    if not run.path.is_dir():
-        raise RunDirError(f"cannot resume: {run.path} does not exist; start a run with `nextword train --out {run.path}`")
-    saved = run.read_config()
+    saved_run = _on_chief(collective, lambda: _read_run(run))
+    saved, state = saved_run["config"], saved_run["state"]
+    tokenizer = Tokenizer.from_text(saved_run["vocab"], saved_run["tokenizer"], source=str(run.path))
     train_config = TrainConfig.from_saved(saved["training"])
     if epochs is not None:
         train_config = dataclasses.replace(train_config, epochs=epochs)
-    tokenizer = Tokenizer.load(run.path)
-    data, scan = _scan(train_config)
+    _check_workers(train_config, collective)
+    workers = 1 if collective is None else collective.cluster.count
+    if saved["corpus"].get("workers", 1) != workers:
+        raise RunDirError(f"{run.path} was trained by {saved['corpus'].get('workers', 1)} worker(s); resume it "
+                          f"with as many (each reads its own part of the corpus), not {workers}")
+    data, scan = _scan(train_config, collective)
     if scan.sha256 != saved["corpus"]["sha256"]:
         raise CorpusError(
             f"cannot resume {run.path}: the corpus ({data.corpus.name}) changed since the run started; "
@@ -285,8 +308,7 @@ def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = Fa
         )
     data.use_tokenizer(tokenizer)
     initial_epoch, history, checkpoint = 0, {}, None
-    if run.state.exists():
-        state = read_json(run.state, what="checkpoint state")
+    if state is not None:
         initial_epoch, history, checkpoint = state["epoch"], state["history"], run.checkpoints / state["checkpoint"]
         if finish or (initial_epoch >= train_config.epochs and not (run.model.exists() and run.report.exists())):
             # --finish, or a run stopped after its last epoch but before its model and report were both
@@ -301,7 +323,60 @@ def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = Fa
         raise RunDirError(f"{run.path} has no completed epoch to finish at; resume it without --finish to train")
     return _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer,
                     model_config=ModelConfig.from_dict(saved["model"]), train_config=train_config,
-                    initial_epoch=initial_epoch, history=history, checkpoint=checkpoint)
+                    initial_epoch=initial_epoch, history=history, checkpoint=checkpoint, collective=collective)
+
+
+def _read_run(run: RunDir) -> dict:
+    """What resuming needs from a run directory, as JSON (sent to the other workers of a distributed run)."""
+    if not run.path.is_dir():
+        raise RunDirError(f"cannot resume: {run.path} does not exist; start a run with `nextword train --out {run.path}`")
+    tokenizer = Tokenizer.load(run.path)
+    state = read_json(run.state, what="checkpoint state") if run.state.exists() else None
+    return {"config": run.read_config(), "vocab": tokenizer.vocab_text(), "tokenizer": tokenizer.settings(),
+            "state": state}
+
+
+# --------------------------------------------------------------------- distributed training's agreements
+def _check_workers(train_config: TrainConfig, collective) -> None:
+    if collective is not None:
+        check_workers(train_config, collective.cluster.count)
+
+
+def check_workers(train_config: TrainConfig, count: int) -> None:
+    """Distributed training's rule on the settings (before any worker connects, where it can)."""
+    if train_config.batch_size % count:
+        raise UsageError(f"--batch-size {train_config.batch_size} is the global batch: it must divide evenly among "
+                         f"the {count} workers (e.g. {train_config.batch_size - train_config.batch_size % count or count})")
+
+
+def _on_chief(collective, compute):
+    """``compute()`` here (one machine), or on the chief alone, its result (or its error) given to every worker."""
+    if collective is None:
+        return compute()
+    return collective.agree(compute if collective.cluster.chief else (lambda: None))[0]
+
+
+def _agreed_max(collective, compute) -> int:
+    if collective is None:
+        return compute()
+    return max(collective.agree(compute))
+
+
+def _fit_tokenizer(data: TrainingData, config: TokenizerConfig, collective) -> Tokenizer:
+    """The vocabulary of the whole corpus: every worker's word counts, merged in corpus order (the shards
+    are consecutive byte ranges), so it equals one machine's ``Tokenizer.fit`` over the same lines."""
+    if collective is None:
+        return data.fit_tokenizer(config)
+    shards = collective.agree(lambda: list(data.word_counts(config).items()))
+    merged: Counter[str] = Counter()
+    for shard in shards:
+        for word, count in shard:
+            merged[word] += count
+    tokenizer = Tokenizer.from_counts(merged, config)
+    if tokenizer.word_count == 0:
+        raise CorpusError(f"corpus {data.corpus.name} has no words left after filtering punctuation; give it real text")
+    data.use_tokenizer(tokenizer)
+    return tokenizer
 
 
 def training_data(train_config: TrainConfig) -> TrainingData:
@@ -311,19 +386,59 @@ def training_data(train_config: TrainConfig) -> TrainingData:
     return TrainingData(corpus, valid, seed=train_config.seed, valid_fraction=train_config.valid_fraction)
 
 
-def _scan(train_config: TrainConfig) -> tuple[TrainingData, CorpusScan]:
+def _scan(train_config: TrainConfig, collective=None) -> tuple[TrainingData, CorpusScan]:
     data = training_data(train_config)
-    return TrainingData.scan(data.corpus, data.valid_corpus, seed=data.seed, valid_fraction=data.valid_fraction)
+    if collective is None:
+        return TrainingData.scan(data.corpus, data.valid_corpus, seed=data.seed, valid_fraction=data.valid_fraction)
+    cluster = collective.cluster
+    shard = data.sharded(cluster.index, cluster.count)
+
+    def scan_shard() -> dict:
+        scan = shard.corpus.scan(allow_empty=True)
+        if shard.valid_corpus is not None:
+            shard.valid_corpus.scan(allow_empty=True)
+        return dataclasses.asdict(scan)
+
+    scans = [CorpusScan(**{**s, "files": tuple(s["files"])}) for s in collective.agree(scan_shard)]
+    lines = sum(s.lines for s in scans)
+    if lines == 0:
+        raise CorpusError(f"corpus {data.corpus.name} is empty (no non-blank lines); give it some text")
+    # The shards' fingerprints in order: the same corpus read by the same number of workers gives the same one.
+    digest = hashlib.sha256("".join(s.sha256 for s in scans).encode("ascii")).hexdigest()
+    scan = dataclasses.replace(scans[0], lines=lines, sha256=digest)
+    if data.valid_corpus is not None or lines < MIN_LINES_FOR_SPLIT:
+        shard.valid_fraction = 0.0
+    return shard, scan
 
 
 def _counted(cls, **fields) -> RunPlan:
     data, mode, window = fields["data"], fields["train_config"].mode, fields["model_config"].window
-    # Validation always measures the line context (no history): what the keyboard serves.
-    train_counts = data.count(mode, window, validation=False, history=fields["train_config"].sentence_history)
+    collective = fields.get("collective")
+
+    def count() -> tuple[SplitCounts, SplitCounts | None]:
+        # Validation always measures the line context (no history): what the keyboard serves.
+        train = data.count(mode, window, validation=False, history=fields["train_config"].sentence_history)
+        return train, data.count(mode, window, validation=True) if data.has_validation else None
+
+    if collective is None:
+        train_counts, valid_counts = count()
+        worker_steps = None
+    else:
+        shards = collective.agree(lambda: [dataclasses.asdict(c) if c else None for c in count()])
+        train_counts = _total([SplitCounts(**train) for train, _ in shards])
+        valid_counts = _total([SplitCounts(**valid) for _, valid in shards if valid]) if shards[0][1] else None
+        worker_batch = fields["train_config"].batch_size // collective.cluster.count
+        worker_steps = min(train["examples"] for train, _ in shards) // worker_batch
+        if train_counts.examples and worker_steps == 0:
+            raise CorpusError(f"a worker's part of the corpus gives fewer than {worker_batch} examples (its share of "
+                              "the global batch); use fewer workers, a smaller --batch-size or more text")
     if train_counts.examples == 0:
         raise CorpusError(
             f"corpus {data.corpus.name} yields no training examples in {mode} mode "
             "(every line has a single word, or the text is shorter than the window); give it longer text"
         )
-    valid_counts = data.count(mode, window, validation=True) if data.has_validation else None
-    return cls(train_counts=train_counts, valid_counts=valid_counts, **fields)
+    return cls(train_counts=train_counts, valid_counts=valid_counts, worker_steps=worker_steps, **fields)
+
+
+def _total(counts: list[SplitCounts]) -> SplitCounts:
+    return SplitCounts(*(sum(getattr(c, f.name) for c in counts) for f in dataclasses.fields(SplitCounts)))

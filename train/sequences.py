@@ -183,7 +183,7 @@ def batched(blocks: Iterable[Block], batch_size: int) -> Iterator[Block]:
 
 
 def tensorflow_dataset(
-    make_batches: Callable[[], Iterator[Block]], *, mode: str, window: int, batches: int
+    make_batches: Callable[[], Iterator[Block]], *, mode: str, window: int, batches: int | None
 ):
     """Wrap a batch generator factory in ``tf.data``; it is called anew for every epoch."""
     import tensorflow as tf
@@ -198,5 +198,7 @@ def tensorflow_dataset(
     )
     if mode == "sentence":  # padding targets weigh nothing, in the loss and in the metrics
         dataset = dataset.map(lambda x, y: (x, y, tf.cast(tf.not_equal(y, 0), tf.float32)))
-    # A known length gives Keras' progress bar its total on the first epoch too.
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
+    # A known length gives Keras' progress bar its total on the first epoch too (None: not known).
+    if batches is not None:
+        dataset = dataset.take(batches).apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(2)

@@ -10,6 +10,7 @@ and ends with the same weights as a run that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -21,11 +22,12 @@ import numpy as np
 import tensorflow as tf
 
 from nextword.config import ModelConfig
-from nextword.errors import Interrupted, RunDirError
+from nextword.errors import Interrupted, RunDirError, WorkerLostError
 from nextword.fileio import atomic_path
 from nextword.tokenizer import Tokenizer
 from nextword.train import report as reporting
-from nextword.train import sequences
+from nextword.train import distributed, sequences
+from nextword.train.distributed import ENGINE
 from nextword.train.model import build_model, compile_for_training, inference_model
 from nextword.train.plan import RunPlan
 from nextword.train.run_dir import RunDir, write_json
@@ -44,50 +46,105 @@ class TrainResult:
 def start(plan: RunPlan, *, log: Log = print) -> TrainResult:
     """Create the run directory from a checked plan and train it."""
     run = plan.run
-    for note in plan.notes:
+    for note in plan.notes if plan.chief else ():
         log(f"note: {note}")
-    run.create(plan.overwrite)
-    try:
-        plan.tokenizer.save(run.path)
-        run.write_config(
-            model=plan.model_config.to_dict(),
-            training=dataclasses.asdict(plan.train_config),
-            corpus={"name": plan.data.corpus.name, **dataclasses.asdict(plan.scan)},
-        )
-    except BaseException:
-        # Nothing trained yet: leave no half-made run behind.
-        shutil.rmtree(run.path, ignore_errors=True)
-        raise
+
+    def create() -> None:
+        run.create(plan.overwrite)
+        try:
+            plan.tokenizer.save(run.path)
+            workers = {"workers": plan.workers} if plan.workers > 1 else {}
+            run.write_config(
+                model=plan.model_config.to_dict(),
+                training=dataclasses.asdict(plan.train_config),
+                corpus={"name": plan.data.corpus.name, **dataclasses.asdict(plan.scan), **workers},
+            )
+        except BaseException:
+            # Nothing trained yet: leave no half-made run behind.
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise
+
+    _on_chief(plan, create)  # distributed: the chief alone writes the run directory
     return _fit(plan, _fresh_model(plan), log=log)
+
+
+def _on_chief(plan: RunPlan, action) -> None:
+    """``action()`` here, or on the chief alone while the other workers wait for its outcome (its error too)."""
+    if plan.collective is None:
+        action()
+    else:
+        plan.collective.agree(action if plan.chief else (lambda: None))
 
 
 def resume(plan: RunPlan, *, log: Log = print) -> TrainResult:
     """Continue a run from the checkpoint its plan names (or from scratch if it has none yet)."""
+    if plan.collective is not None:
+        return _resume_distributed(plan, log=log)
     plan.run.remove_stale_temp_files()
     if plan.checkpoint is None:
         log(f"no completed epoch in {plan.run.path}; starting from epoch 1")
         model = _fresh_model(plan)
     else:
-        try:
-            model = keras.models.load_model(plan.checkpoint)
-        except Exception as err:  # a damaged archive raises many different types
-            raise RunDirError(f"checkpoint {plan.checkpoint} cannot be loaded ({err}); start a new run") from None
+        model = _load_checkpoint(plan)
         # Dropout's random state lives in the checkpoint; this seeds anything else.
         keras.utils.set_random_seed(plan.train_config.seed)
         log(f"resuming {plan.run.path} at epoch {plan.initial_epoch + 1} of {plan.train_config.epochs}")
+    _rewrite_config(plan)
+    return _fit(plan, model, log=log)
+
+
+def _load_checkpoint(plan: RunPlan) -> keras.Model:
+    try:
+        return keras.models.load_model(plan.checkpoint)
+    except Exception as err:  # a damaged archive raises many different types
+        raise RunDirError(f"checkpoint {plan.checkpoint} cannot be loaded ({err}); start a new run") from None
+
+
+def _rewrite_config(plan: RunPlan) -> None:
     saved = plan.run.read_config()
     plan.run.write_config(model=saved["model"], training=dataclasses.asdict(plan.train_config),
                           corpus=saved["corpus"])
+
+
+def _resume_distributed(plan: RunPlan, *, log: Log) -> TrainResult:
+    """Every worker builds the model as a new run does; the chief loads the checkpoint into it and the
+    engine gives its values (weights, optimizer state, random state) to every worker."""
+    model = _fresh_model(plan)
+    collective = plan.collective
+    variables = list(model.variables) + list(model.optimizer.variables)
+
+    def load() -> None:
+        plan.run.remove_stale_temp_files()
+        if plan.checkpoint is not None:
+            saved = _load_checkpoint(plan)
+            saved.optimizer.build(saved.trainable_variables)
+            values = list(saved.variables) + list(saved.optimizer.variables)
+            if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in variables]:
+                raise RunDirError(f"checkpoint {plan.checkpoint} does not match the run's model; start a new run")
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        _rewrite_config(plan)
+
+    _on_chief(plan, load)
+    collective.broadcast_variables(variables)
+    if plan.chief:
+        log(f"resuming {plan.run.path} at epoch {plan.initial_epoch + 1} of {plan.train_config.epochs} on "
+            f"{plan.workers} workers" if plan.checkpoint else f"no completed epoch in {plan.run.path}; starting "
+            "from epoch 1")
     return _fit(plan, model, log=log)
 
 
 def _fresh_model(plan: RunPlan) -> keras.Model:
     config = plan.train_config
     keras.utils.set_random_seed(config.seed)
-    model = build_model(plan.model_config, sequence_output=config.mode in ("stream", "sentence"), logits=config.logits,
-                        sampled_softmax=config.sampled_softmax)
-    compile_for_training(model, config.learning_rate, config.clipnorm, logits=config.logits,
-                         jit_compile=config.jit_compile, metrics=_train_metrics(config))
+    scope = plan.collective.strategy.scope() if plan.collective else contextlib.nullcontext()
+    with scope:  # distributed: the variables are mirrored on every worker
+        model = build_model(plan.model_config, sequence_output=config.mode in ("stream", "sentence"),
+                            logits=config.logits, sampled_softmax=config.sampled_softmax)
+        compile_for_training(model, config.learning_rate, config.clipnorm, logits=config.logits,
+                             jit_compile=config.jit_compile, metrics=_train_metrics(config))
+        if plan.collective:
+            model.optimizer.build(model.trainable_variables)  # its state exists before a checkpoint fills it
     return model
 
 
@@ -146,9 +203,11 @@ class ValidationMetrics(keras.callbacks.Callback):
     val_perplexity is exp of the mean cross-entropy of the real targets.
     """
 
-    def __init__(self, dataset, logits: bool) -> None:
+    def __init__(self, dataset, logits: bool, summed=None) -> None:
         super().__init__()
         self.dataset, self.logits = dataset, logits
+        #: Distributed: adds up the workers' sums (each measured its own held-out lines).
+        self.summed = summed
         self._forward = None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
@@ -164,6 +223,8 @@ class ValidationMetrics(keras.callbacks.Callback):
             total += float(tf.reduce_sum(losses * weights))
             correct += float(tf.reduce_sum(hits * weights))
             count += float(tf.reduce_sum(weights))
+        if self.summed is not None:
+            total, correct, count = self.summed([total, correct, count])
         if logs is not None and count:
             logs.update(val_loss=total / count, val_accuracy=correct / count, val_perplexity=float(np.exp(total / count)))
 
@@ -249,6 +310,16 @@ def _interrupted_message(run: RunDir, checkpoint: EpochCheckpoint) -> str:
             f"continues, `nextword train --out {run.path} --finish` writes the model as it is now")
 
 
+def _worker_lost_message(plan: RunPlan, checkpoint: EpochCheckpoint, err: Exception) -> str:
+    """One line for the end of a distributed job: which engine error, what is saved, how to go on."""
+    kind = type(err).__name__
+    done = len(checkpoint.history.get("loss", [])) if plan.chief else None
+    saved = (f"{done} epoch(s) are saved in {plan.run.path}" if done else "the chief holds the last completed "
+             "epoch's checkpoint") if done is None or done else f"no epoch was completed in {plan.run.path}"
+    return (f"a worker stopped or became unreachable during training ({kind} from the engine's collectives); "
+            f"{saved}: start every worker again with the same command plus --resume")
+
+
 def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     started = time.perf_counter()
     _set_threads(plan.train_config.threads)
@@ -261,27 +332,38 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     initial_epoch, history = plan.initial_epoch, dict(plan.history)
     epoch_holder = [initial_epoch]
 
-    def train_batches():
-        rng = np.random.default_rng([train_config.seed, epoch_holder[0]])
-        return data.batches(mode, window, batch_size, validation=False, rng=rng,
+    collective = plan.collective
+    worker_batch = batch_size // plan.workers  # distributed: this worker's part of the global batch
+
+    def train_batches(epoch: int | None = None):
+        rng = np.random.default_rng([train_config.seed, epoch_holder[0] if epoch is None else epoch])
+        return data.batches(mode, window, worker_batch, validation=False, rng=rng,
                             shuffle_buffer=train_config.shuffle_buffer, history=train_config.sentence_history)
 
     train_ds = sequences.tensorflow_dataset(train_batches, mode=mode, window=window,
                                             batches=-(-train_counts.examples // batch_size))
     valid_ds = None
     if valid_counts is not None and valid_counts.examples > 0:
+        # Distributed: each worker measures its own held-out lines and the sums are added up (ValidationMetrics).
         valid_ds = sequences.tensorflow_dataset(
             lambda: data.batches(mode, window, batch_size, validation=True, rng=None,
                                  shuffle_buffer=train_config.shuffle_buffer),
-            mode=mode, window=window, batches=-(-valid_counts.examples // batch_size))
+            mode=mode, window=window, batches=None if collective else -(-valid_counts.examples // batch_size))
 
-    log(reporting.summary_line(data.corpus.name, tokenizer, model_config, model.count_params(), train_counts, mode))
+    if plan.chief:
+        log(reporting.summary_line(data.corpus.name, tokenizer, model_config, model.count_params(), train_counts,
+                                   mode))
+    if collective is not None:
+        log(f"worker {collective.cluster.index} of {plan.workers}: {plan.worker_steps:,} steps of {worker_batch} "
+            f"examples per epoch (global batch {batch_size}, learning rate {train_config.learning_rate:g}), "
+            f"{ENGINE}")
     checkpoint = EpochCheckpoint(run, history, epoch_holder)
-    callbacks: list[keras.callbacks.Callback] = [checkpoint]
-    callbacks.append(Progress(checkpoint, train_config.epochs, log))  # per epoch: metrics and the time left
+    callbacks: list[keras.callbacks.Callback] = [checkpoint, Progress(checkpoint, train_config.epochs, log)] \
+        if plan.chief else []  # per epoch: a checkpoint, then the metrics and the time left
     keras_validation = valid_ds
-    if not _train_metrics(train_config) and valid_ds is not None:
-        callbacks.insert(0, ValidationMetrics(valid_ds, train_config.logits))  # first: the others read its logs
+    if (not _train_metrics(train_config) or collective is not None) and valid_ds is not None:
+        summed = collective.sum if collective is not None else None
+        callbacks.insert(0, ValidationMetrics(valid_ds, train_config.logits, summed))  # first: the others read it
         keras_validation = None
     if train_config.lr_decay != 1.0:
         base, decay, first = train_config.learning_rate, train_config.lr_decay, train_config.lr_decay_start
@@ -291,18 +373,32 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
     if train_config.sampled_softmax and train_config.full_softmax_epochs:
         callbacks.insert(0, FullSoftmaxEpochs(train_config.epochs, train_config.full_softmax_epochs))
     if train_config.early_stopping:
-        # Before the checkpoint: its best weights are on disk when the epoch commits.
-        callbacks.insert(callbacks.index(checkpoint), ResumableEarlyStopping(
+        # Before the checkpoint: its best weights are on disk when the epoch commits (the chief's).
+        callbacks.insert(callbacks.index(checkpoint) if plan.chief else len(callbacks), ResumableEarlyStopping(
             run, history, monitor="val_loss" if valid_ds is not None else "loss",
-            patience=train_config.early_stopping, restore_best_weights=True))
+            patience=train_config.early_stopping, restore_best_weights=plan.chief))
     fit_started = time.perf_counter()
     if initial_epoch < train_config.epochs:  # --finish: nothing left to train, write what the checkpoint holds
         try:
-            model.fit(train_ds, validation_data=keras_validation, epochs=train_config.epochs, initial_epoch=initial_epoch,
-                      callbacks=callbacks, shuffle=False, verbose=reporting.keras_verbosity())
+            if collective is None:
+                model.fit(train_ds, validation_data=keras_validation, epochs=train_config.epochs,
+                          initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
+                          verbose=reporting.keras_verbosity())
+            else:
+                def worker_dataset(epoch: int):
+                    return sequences.tensorflow_dataset(lambda: train_batches(epoch), mode=mode, window=window,
+                                                        batches=plan.worker_steps)
+                try:
+                    distributed.fit(model, collective.strategy, worker_dataset, epochs=train_config.epochs,
+                                    initial_epoch=initial_epoch, steps=plan.worker_steps, callbacks=callbacks)
+                except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
+                        tf.errors.AbortedError, tf.errors.InternalError) as err:
+                    raise WorkerLostError(_worker_lost_message(plan, checkpoint, err)) from None
         except KeyboardInterrupt:
             raise Interrupted(_interrupted_message(run, checkpoint)) from None
     fit_seconds = time.perf_counter() - fit_started
+    if not plan.chief:  # the chief writes the model and the report
+        return TrainResult({}, model, tokenizer, model_config)
 
     final = inference_model(model, model_config)
     with atomic_path(run.model) as tmp:
@@ -313,6 +409,11 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
         history=history, fit_seconds=fit_seconds, wall_seconds=time.perf_counter() - started,
         resumed_from=initial_epoch,
     )
+    if collective is not None:
+        report["distributed"] = {"engine": ENGINE, "workers": list(collective.cluster.workers),
+                                 "global_batch": batch_size, "worker_batch": worker_batch,
+                                 "steps_per_epoch": plan.worker_steps, "learning_rate": train_config.learning_rate,
+                                 "shards": "consecutive byte ranges of the corpus files, one per worker"}
     reporting.plot_history(history, run.history_plot, title=reporting.plot_title(report))
     write_json(run.report, report)  # last: a run with its report is complete (resume relies on it)
     return TrainResult(report, final, tokenizer, model_config)
