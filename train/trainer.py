@@ -317,7 +317,8 @@ def _worker_lost_message(plan: RunPlan, checkpoint: EpochCheckpoint, err: Except
     saved = (f"{done} epoch(s) are saved in {plan.run.path}" if done else "the chief holds the last completed "
              "epoch's checkpoint") if done is None or done else f"no epoch was completed in {plan.run.path}"
     return (f"a worker stopped or became unreachable during training ({kind} from the engine's collectives); "
-            f"{saved}: start every worker again with the same command plus --resume")
+            f"{saved}: start every worker again with `nextword train --out RUN_DIR --resume` and the same "
+            "--workers and --worker-index")
 
 
 def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
