@@ -24,13 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the b
 from browser import WebEngine, browser_session, missing, open_page, page_suggest, served  # noqa: E402
 from nextword import Predictor  # noqa: E402
 from nextword.contract import PRECISIONS  # noqa: E402
+from nextword.engines import installed_engines  # noqa: E402
 from nextword.export.validate import TOLERANCES, compare, failures, sequence_probs  # noqa: E402
 from test_parity import MANIFEST, ROOT, model_path, record, step_through  # noqa: E402
 from test_web import assert_same_suggestions  # noqa: E402
 
 ENGINE = "onnxruntime-web"
 pytestmark = [pytest.mark.skipif(MANIFEST is None, reason=f"no parity fixtures in {ROOT} (build_fixtures.py)"),
-              pytest.mark.skipif(missing() is not None, reason=str(missing()))]
+              pytest.mark.skipif(missing() is not None, reason=str(missing())),
+              pytest.mark.skipif("onnxruntime" not in installed_engines("onnx"),
+                                 reason="the page is compared with ONNX Runtime, not installed here")]
 
 
 @pytest.fixture(scope="module")
