@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         train_config, tokenizer_config, model = planning.settings_from_options(options, args.preset)
         if cluster:
             planning.check_workers(train_config, cluster.count)
-    collective = _connect(cluster) if cluster else None
+    collective = _connect(cluster, None if resuming else train_config.threads) if cluster else None
     if resuming:
         plan = planning.plan_resume(args.out, epochs=args.epochs, finish=args.finish, collective=collective)
     else:
@@ -172,13 +172,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connect(cluster):
+def _connect(cluster, threads: int | None):
     """The engine's strategy over every worker (waits for all of them to start)."""
     from nextword.train.distributed import Collective, connect
 
     print(f"worker {cluster.index} of {cluster.count} ({cluster.workers[cluster.index]}): waiting for the other "
           "workers", flush=True)
-    return Collective(connect(cluster), cluster)
+    return Collective(connect(cluster, threads), cluster)
 
 
 def sample_contexts(plan) -> list[str]:

@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nextword import errors
 from nextword.errors import UsageError
 
 ENGINE = "tf.distribute.MultiWorkerMirroredStrategy (ring all-reduce)"
@@ -87,10 +88,15 @@ def _from_tf_config(raw: str | None) -> Cluster | None:
 
 
 # ------------------------------------------------------------------------------------- the engine
-def connect(cluster: Cluster):
-    """The strategy, connected to every worker (blocks until all have started)."""
+def connect(cluster: Cluster, threads: int | None = None):
+    """The strategy, connected to every worker (blocks until all have started). ``threads``: TensorFlow's
+    threads per op, set before the strategy starts TensorFlow's runtime (they cannot change after)."""
     os.environ["TF_CONFIG"] = cluster.tf_config()
     import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1 if threads <= 2 else 2)
 
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING)
@@ -123,17 +129,13 @@ class Collective:
 
     def agree(self, compute: Callable[[], object]):
         """Run ``compute`` here, gather every worker's result; if any worker failed, all raise its error."""
-        from nextword.errors import NextwordError
-
         try:
             mine = {"ok": compute()}
-        except NextwordError as err:
+        except errors.NextwordError as err:
             mine = {"error": str(err), "kind": type(err).__name__}
         results = self.gather_json(mine)
         for worker, result in enumerate(results):
             if "error" in result:
-                from nextword import errors
-
                 kind = getattr(errors, result["kind"], errors.NextwordError)
                 raise kind(result["error"] if worker == self.cluster.index else f"worker {worker}: {result['error']}")
         return [result["ok"] for result in results]

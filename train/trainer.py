@@ -117,7 +117,8 @@ def _resume_distributed(plan: RunPlan, *, log: Log) -> TrainResult:
         plan.run.remove_stale_temp_files()
         if plan.checkpoint is not None:
             saved = _load_checkpoint(plan)
-            saved.optimizer.build(saved.trainable_variables)
+            if not saved.optimizer.built:  # a checkpoint saved before the first step has no optimizer state yet
+                saved.optimizer.build(saved.trainable_variables)
             values = list(saved.variables) + list(saved.optimizer.variables)
             if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in variables]:
                 raise RunDirError(f"checkpoint {plan.checkpoint} does not match the run's model; start a new run")
