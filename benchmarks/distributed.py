@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import socket
 import subprocess
@@ -71,19 +70,24 @@ def throughput(corpus: Path, epochs: int) -> None:
 
 
 def generate(path: Path, gigabytes: float, seed: int = 0) -> None:
-    """Zipf-distributed words of 3-9 letters, 5-25 per line, until the file has the size asked."""
-    rng = random.Random(seed)
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocabulary = ["".join(rng.choice(letters) for _ in range(rng.randrange(3, 10))) for _ in range(200_000)]
-    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
+    """Zipf-distributed made-up words of 3-9 letters, 5-25 per line, until the file has the size asked."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocabulary = np.array(["".join(rng.choice(letters, rng.integers(3, 10))) for _ in range(200_000)])
+    weights = 1 / np.arange(1, len(vocabulary) + 1)
+    weights /= weights.sum()
     target = int(gigabytes * 1e9)
     with open(path, "w", encoding="utf-8") as f:
         written = 0
         while written < target:
-            block = "".join(" ".join(rng.choices(vocabulary, weights, k=rng.randrange(5, 26))) + "\n"
-                            for _ in range(20_000))
+            words = vocabulary[rng.choice(len(vocabulary), 2_000_000, p=weights)]
+            cuts = np.cumsum(rng.integers(5, 26, 200_000))
+            lines = [" ".join(line) for line in np.split(words, cuts[cuts < len(words)])]
+            block = "\n".join(lines) + "\n"
             f.write(block)
-            written += len(block)
+            written += len(block.encode("utf-8"))
 
 
 def rss_mb(pid: int) -> float | None:
@@ -110,21 +114,26 @@ def rss(gigabytes: float, watch: float, folder: Path) -> None:
     peaks = [{"planning": 0.0, "training": 0.0} for _ in processes]
     started = time.perf_counter()
     training_at = None
+    timeline: list[str] = []
     while time.perf_counter() - started < watch and all(p.poll() is None for p in processes):
         phase = "training" if (out / "config.json").exists() else "planning"  # the chief writes it to start
         if phase == "training" and training_at is None:
             training_at = time.perf_counter() - started
-        for peak, process in zip(peaks, processes):
-            value = rss_mb(process.pid)
-            if value:
-                peak[phase] = max(peak[phase], value)
+        values = [rss_mb(process.pid) or 0.0 for process in processes]
+        for peak, value in zip(peaks, values):
+            peak[phase] = max(peak[phase], value)
+        elapsed = time.perf_counter() - started
+        if int(elapsed) % 30 == 0:  # the timeline: flat while training is what "bounded" means
+            timeline.append(f"{elapsed:5.0f} s  {phase:<8}  " + "  ".join(f"{v:6,.0f} MB" for v in values))
         time.sleep(1)
-    for process in processes:
-        process.terminate()
-    for process in processes:
+    for process in processes:  # a worker inside the engine's collectives may not heed SIGTERM at once
+        process.kill()
         process.communicate(timeout=60)
     print(f"corpus {corpus.stat().st_size / 1e9:.2f} GB, 2 workers on 127.0.0.1 (each reads half), watched "
           f"{watch:.0f} s; training began after {training_at or float('nan'):.0f} s")
+    print("RSS every 30 s (worker 0, worker 1):")
+    for line in timeline:
+        print("  " + line)
     for index, peak in enumerate(peaks):
         print(f"worker {index}: peak RSS planning {peak['planning']:,.0f} MB, training {peak['training']:,.0f} MB")
 
