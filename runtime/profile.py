@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path

@@ -84,7 +84,7 @@ def _print_summary(summary: dict) -> None:
     print(f"  model vocabulary sha256 {summary['vocab_sha256']}")
     print(f"  personal words (sent {summary['threshold']}+ times): {summary['personal_words']:,}"
           + (f"  e.g. {', '.join(summary['top_personal_words'])}" if summary["top_personal_words"] else ""))
-    print(f"  word sequences: " + ", ".join(f"{n:,} of {order}" for order, n in summary["ngrams"].items()))
+    print("  word sequences: " + ", ".join(f"{n:,} of {order}" for order, n in summary["ngrams"].items()))
     print("  learned weights (model/user/recent) by context evidence: " + ", ".join(
         f"{b} {w['model']:.2f}/{w['user']:.2f}/{w['recent']:.2f}" for b, w in summary["mixing_weights"].items()))
     print(f"  blocked words: {', '.join(summary['blocked']) if summary['blocked'] else '(none)'}")

@@ -9,7 +9,6 @@ code point's lowercase and whitespace, the final-sigma rule), and the page's sug
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import signal
@@ -25,7 +24,7 @@ from nextword import Predictor
 from nextword.tokenizer import KERAS_FILTERS, Tokenizer, TokenizerConfig
 from nextword.web_cli import CLIENT_DIR
 
-from browser import browser_session, call, missing, open_page, page_suggest, served, strip_words, wait_settled
+from browser import browser_session, call, missing, open_page, page_suggest, served, strip_words
 from conftest import user_env
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
@@ -220,7 +219,7 @@ def test_a_partial_word_shows_its_completions_and_tab_or_a_click_accepts(browser
         assert page.input_value("#text") == f"hello {expected[0]} "
         after = [s.word for s in predictor.suggest(f"hello {expected[0]} ", 3)]
         page.wait_for_function(f"document.querySelector('.suggestion')?.textContent === {json.dumps(after[0])}")
-        page.click(f".suggestion >> nth=1")
+        page.click(".suggestion >> nth=1")
         assert page.input_value("#text") == f"hello {expected[0]} {after[1]} "
         assert page.errors == []
 

@@ -74,7 +74,6 @@ def test_cell(model, fmt, precision, engine):
     window = engine_object.window(contexts)
     step = step_through(engine_object, contexts, config.num_layers, config.hidden_size)
     sequence = sequence_probs(engine_object, contexts, config)
-    window_vs_step = compare(window, step)
 
     predictor = Predictor(checked.tokenizer, checked.config, engine_object, checked)
     texts = json.loads((ROOT / model / "texts.json").read_text())
@@ -89,16 +88,24 @@ def test_cell(model, fmt, precision, engine):
             raw = engine_object.window(window_ids(ids, config.window)[None])[0]
         expected = predictor.rank(raw, 3, prefix)
         suggest_matches &= predictor.suggest(text, 3) == expected
+    problems = record_forms(base, keras_probs, {"window": window, "step": step, "sequence": sequence},
+                            suggest_matches)
+    assert not problems, problems
+    assert suggest_matches
+
+
+def record_forms(base: dict, keras_probs: np.ndarray, forms: dict, suggest_matches: bool) -> list[str]:
+    """One matrix row per form (measured against Keras), and every measure outside the precision's tolerance."""
+    tolerance = TOLERANCES[base["precision"]]
+    window_vs_step = compare(forms["window"], forms["step"])
     problems = []
-    for form, output in (("window", window), ("step", step), ("sequence", sequence)):
+    for form, output in forms.items():
         measures = compare(keras_probs, output)
-        misses = failures(measures, TOLERANCES[precision])
+        misses = failures(measures, tolerance)
         problems += [f"{form}: {m}" for m in misses]
         record({**base, "form": form, **measures, "window_vs_step_max_diff": window_vs_step["max_abs_diff"],
                 "suggest_equals_raw": suggest_matches, "status": "ok" if not misses else "FAIL"})
-    problems += [f"window vs step: {m}" for m in failures(window_vs_step, TOLERANCES[precision])]
-    assert not problems, problems
-    assert suggest_matches
+    return problems + [f"window vs step: {m}" for m in failures(window_vs_step, tolerance)]
 
 
 def test_every_format_precision_and_engine_has_a_cell():

@@ -12,7 +12,6 @@ against `nextword predict`'s (ONNX Runtime) for the fixture's texts.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from browser import WebEngine, browser_session, missing, open_page, page_suggest
 from nextword import Predictor  # noqa: E402
 from nextword.contract import PRECISIONS  # noqa: E402
 from nextword.engines import installed_engines  # noqa: E402
-from nextword.export.validate import TOLERANCES, compare, failures, sequence_probs  # noqa: E402
-from test_parity import MANIFEST, ROOT, model_path, record, step_through  # noqa: E402
+from nextword.export.validate import sequence_probs  # noqa: E402
+from test_parity import MANIFEST, ROOT, model_path, record_forms, step_through  # noqa: E402
 from test_web import assert_same_suggestions  # noqa: E402
 
 ENGINE = "onnxruntime-web"
@@ -72,14 +71,7 @@ def test_web_cell(browser, model, precision):
     ort_version = version["packages"]["node_modules/onnxruntime-web"]["version"]
     base = {"model": model, "format": "onnx", "precision": precision, "engine": ENGINE, "python": "wasm",
             "numpy": ort_version}
-    window_vs_step = compare(window, step)
-    problems = []
-    for form, output in (("window", window), ("step", step), ("sequence", sequence)):
-        measures = compare(keras_probs, output)
-        misses = failures(measures, TOLERANCES[precision])
-        problems += [f"{form}: {m}" for m in misses]
-        record({**base, "form": form, **measures, "window_vs_step_max_diff": window_vs_step["max_abs_diff"],
-                "suggest_equals_raw": suggest_matches, "status": "ok" if not misses else "FAIL"})
-    problems += [f"window vs step: {m}" for m in failures(window_vs_step, TOLERANCES[precision])]
+    problems = record_forms(base, keras_probs, {"window": window, "step": step, "sequence": sequence},
+                            suggest_matches)
     assert not problems, problems
     assert suggest_matches, "the page's suggestions differ from nextword predict's"
