@@ -18,31 +18,21 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from nextword.train.distributed import loopback_addresses
+
 NEXTWORD = [sys.executable, "-m", "nextword", "train"]
 MODEL = ["--mode", "stream", "--window", "20", "--embedding-dim", "64", "--hidden-size", "256", "--batch-size", "64",
          "--valid-fraction", "0", "--no-train-metrics"]
 
 
-def addresses(count: int) -> str:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ",".join(f"127.0.0.1:{port}" for port in ports)
-
-
 def workers(out: Path, args: list[str], count: int = 2) -> list[subprocess.Popen]:
-    cluster = addresses(count)
+    cluster = loopback_addresses(count)
     return [subprocess.Popen([*NEXTWORD, "--out", str(out), *args, "--workers", cluster, "--worker-index", str(i)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(count)]
 

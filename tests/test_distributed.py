@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from nextword.errors import UsageError
 from nextword.train.corpus import Corpus
-from nextword.train.distributed import Cluster, cluster_from
+from nextword.train.distributed import Cluster, cluster_from, loopback_addresses
 
 from conftest import run_cli, user_env
 
@@ -33,18 +32,8 @@ def write_corpus(path: Path, lines: int = 400, seed: int = 0) -> Path:
     return path
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def start_workers(out: Path, corpus: Path, *extra: str, workers: int = 2, cwds=None) -> list[subprocess.Popen]:
-    addresses = ",".join(f"127.0.0.1:{port}" for port in free_ports(workers))
+    addresses = loopback_addresses(workers)
     settings = [] if "--resume" in extra else ["--corpus", str(corpus), *SETTINGS]  # a resume reads them from the run
     return [subprocess.Popen([sys.executable, "-m", "nextword", "train", "--out", str(out), *settings, *extra,
                               "--workers", addresses, "--worker-index", str(index)],

@@ -272,7 +272,7 @@ def test_bad_files_show_one_clear_line_and_the_page_still_works(browser, exporte
 
 
 # ------------------------------------------------------------------------------------------ parity
-def contexts_of(predictor: Predictor, lines: list[str], count: int, seed: int = 0) -> list[str]:
+def contexts_of(lines: list[str], count: int, seed: int = 0) -> list[str]:
     """Prefixes of real lines (whole words, and cut inside a word for completions), edge cases, random text."""
     rng = random.Random(seed)
     texts = ["", "hello how is", "hello ho", "<unk>", "ΌΣΟΣ", "🙂 ", "the", "don't", "a " * 80]
@@ -291,9 +291,8 @@ def assert_same_suggestions(expected, got, texts):
         if [w for w, _ in want] == [w for w, _ in have]:
             assert all(abs(p - q) <= 1e-5 for (_, p), (_, q) in zip(want, have)), (text, want, have)
             continue
-        probs = dict(want) | dict(have)
         tie = len(want) == len(have) and all(abs(p - q) <= 1e-5 for (_, p), (_, q) in zip(want, have))
-        if not tie or set(w for w, _ in want) - set(probs):
+        if not tie:
             mismatches.append((text, want, have))
     assert not mismatches, (len(mismatches), mismatches[:3])
 
@@ -310,7 +309,7 @@ def test_page_suggestions_equal_predict(browser, default_onnx, exported, which, 
         lines = default_corpus_path().read_text(encoding="utf-8").splitlines()
     else:
         lines = ["we want to see you today", "thank you so much", "they see some tea today", "good night"]
-    texts = contexts_of(predictor, lines, 300)
+    texts = contexts_of(lines, 300)
     expected = [[(s.word, s.prob) for s in predictor.suggest(text, 3)] for text in texts]
     with served({name: path}) as server:
         page = open_page(browser, server, name)

@@ -168,7 +168,7 @@ def _read_range(f, path: Path, start: int, end: int) -> Iterator[tuple[Path, byt
         position += len(raw)
 
 
-def _decode(raw: bytes, path: Path, number: int) -> str:
+def _decode(raw: bytes, path: Path, number: int | str) -> str:
     if b"\x00" in raw:
         raise CorpusError(f"{path} looks binary (NUL byte on line {number}); the corpus must be UTF-8 text")
     try:

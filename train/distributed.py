@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,6 +86,25 @@ def _from_tf_config(raw: str | None) -> Cluster | None:
     if not workers or not 0 <= index < len(workers):
         raise UsageError("TF_CONFIG: the task index is not one of the cluster's workers")
     return Cluster(tuple(workers), index) if len(workers) > 1 else None
+
+
+def loopback_addresses(count: int) -> str:
+    """``--workers`` for ``count`` workers on this machine, on free ports of 127.0.0.1 (tests, benchmarks)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ",".join(f"127.0.0.1:{port}" for port in ports)
+
+
+def on_chief(collective, compute):
+    """``compute()`` here (one machine, ``collective`` None), or on the chief alone: its result, or its error,
+    reaches every worker (the others compute nothing and wait for it)."""
+    if collective is None:
+        return compute()
+    return collective.agree(compute if collective.cluster.chief else (lambda: None))[0]
 
 
 # ------------------------------------------------------------------------------------- the engine

@@ -26,6 +26,7 @@ from nextword.tokenizer import KERAS_FILTERS, Tokenizer, TokenizerConfig
 from nextword.train import sequences
 from nextword.train.corpus import MIN_LINES_FOR_SPLIT, Corpus, CorpusScan
 from nextword.train.data import SplitCounts, TrainingData
+from nextword.train.distributed import on_chief
 from nextword.train.presets import MAX_SCALED_EPOCHS, MIN_STEPS, SAMPLED_SOFTMAX_MIN_VOCAB_RATIO, SCALED_EARLY_STOPPING
 from nextword.train.presets import preset as named_preset
 from nextword.train.run_dir import RunDir, read_json
@@ -249,7 +250,7 @@ def plan_new(out: str | Path, train_config: TrainConfig, tokenizer_config: Token
                          "(TokenizerConfig(eos_token=None))")
     run = RunDir(out)
     _check_workers(train_config, collective)
-    _on_chief(collective, lambda: run.ensure_new(overwrite))  # only the chief writes a run directory
+    on_chief(collective, lambda: run.ensure_new(overwrite))  # only the chief writes a run directory
     data, scan = _scan(train_config, collective)
     train_config = dataclasses.replace(train_config, valid_fraction=data.valid_fraction)
     tokenizer = _fit_tokenizer(data, tokenizer_config, collective)
@@ -289,7 +290,7 @@ def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = Fa
 
     Distributed (``collective``): the chief reads the run directory and every worker gets what it read."""
     run = RunDir(out)
-    saved_run = _on_chief(collective, lambda: _read_run(run))
+    saved_run = on_chief(collective, lambda: _read_run(run))
     saved, state = saved_run["config"], saved_run["state"]
     tokenizer = Tokenizer.from_text(saved_run["vocab"], saved_run["tokenizer"], source=str(run.path))
     train_config = TrainConfig.from_saved(saved["training"])
@@ -347,13 +348,6 @@ def check_workers(train_config: TrainConfig, count: int) -> None:
     if train_config.batch_size % count:
         raise UsageError(f"--batch-size {train_config.batch_size} is the global batch: it must divide evenly among "
                          f"the {count} workers (e.g. {train_config.batch_size - train_config.batch_size % count or count})")
-
-
-def _on_chief(collective, compute):
-    """``compute()`` here (one machine), or on the chief alone, its result (or its error) given to every worker."""
-    if collective is None:
-        return compute()
-    return collective.agree(compute if collective.cluster.chief else (lambda: None))[0]
 
 
 def _agreed_max(collective, compute) -> int:

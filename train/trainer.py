@@ -27,7 +27,7 @@ from nextword.fileio import atomic_path
 from nextword.tokenizer import Tokenizer
 from nextword.train import report as reporting
 from nextword.train import distributed, sequences
-from nextword.train.distributed import ENGINE
+from nextword.train.distributed import ENGINE, on_chief
 from nextword.train.model import build_model, compile_for_training, inference_model
 from nextword.train.plan import RunPlan
 from nextword.train.run_dir import RunDir, write_json
@@ -64,16 +64,8 @@ def start(plan: RunPlan, *, log: Log = print) -> TrainResult:
             shutil.rmtree(run.path, ignore_errors=True)
             raise
 
-    _on_chief(plan, create)  # distributed: the chief alone writes the run directory
+    on_chief(plan.collective, create)  # distributed: the chief alone writes the run directory
     return _fit(plan, _fresh_model(plan), log=log)
-
-
-def _on_chief(plan: RunPlan, action) -> None:
-    """``action()`` here, or on the chief alone while the other workers wait for its outcome (its error too)."""
-    if plan.collective is None:
-        action()
-    else:
-        plan.collective.agree(action if plan.chief else (lambda: None))
 
 
 def resume(plan: RunPlan, *, log: Log = print) -> TrainResult:
@@ -126,7 +118,7 @@ def _resume_distributed(plan: RunPlan, *, log: Log) -> TrainResult:
                 variable.assign(value)
         _rewrite_config(plan)
 
-    _on_chief(plan, load)
+    on_chief(plan.collective, load)
     collective.broadcast_variables(variables)
     if plan.chief:
         log(f"resuming {plan.run.path} at epoch {plan.initial_epoch + 1} of {plan.train_config.epochs} on "

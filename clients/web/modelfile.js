@@ -61,12 +61,17 @@ export function* fields(data, start = 0, end = data.length) {
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
-/** metadata_props: key -> {value, start, end} (the value's byte span), and where each entry begins. */
+/**
+ * metadata_props: key -> {value, start, end} (the value's byte span), and where the last top-level field
+ * begins (a signature entry must be that field), in one walk over the fields.
+ */
 export function metadataProps(data) {
   const props = new Map();
-  let last = null;
+  let lastStart = 0;
+  let previousEnd = 0;
   for (const [number, wire, start, end] of fields(data)) {
-    last = { number, wire, start, end, entryStart: null };
+    lastStart = previousEnd;
+    previousEnd = end;
     if (number !== METADATA_PROPS || wire !== 2) continue;
     let key = null;
     let value = null;
@@ -79,20 +84,8 @@ export function metadataProps(data) {
       }
     }
     if (key !== null && value !== null) props.set(key, { value, start: span[0], end: span[1] });
-    last.key = key;
   }
-  return { props, last };
-}
-
-// Where the last top-level field begins (its key's first byte): a signature entry must be that field.
-function lastFieldStart(data) {
-  let previousEnd = 0;
-  let lastStart = 0;
-  for (const [, , , end] of fields(data)) {
-    lastStart = previousEnd;
-    previousEnd = end;
-  }
-  return lastStart;
+  return { props, lastStart };
 }
 
 // ----------------------------------------------------------------------------- checksum
@@ -168,8 +161,8 @@ export async function readModelFile(bytes) {
   let props;
   let lastStart;
   try {
-    ({ props } = metadataProps(bytes));
-    lastStart = props.has(KEYS.signature) ? lastFieldStart(bytes) : bytes.length;
+    ({ props, lastStart } = metadataProps(bytes));
+    if (!props.has(KEYS.signature)) lastStart = bytes.length; // unsigned: the checksum covers every byte
   } catch (err) {
     const reason = err instanceof TypeError ? "text that is not UTF-8" : err.message;
     throw new NextWordError(`the ONNX file is truncated or damaged (${reason}); re-export or re-copy it`);

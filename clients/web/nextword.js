@@ -14,7 +14,7 @@
 
 import * as ort from "onnxruntime-web";
 import { NextWordError, readModelFile } from "./modelfile.js";
-import { Tokenizer, codePoints, pySplit } from "./tokenizer.js";
+import { Tokenizer, pySplit } from "./tokenizer.js";
 
 export { NextWordError, Tokenizer, readModelFile };
 
@@ -154,7 +154,7 @@ class Engine {
 
   /** probs of the window form: the last `window` ids, pre-padded, from the zero state. */
   async windowProbs(ids) {
-    return (await this.sequence(Array.from(padded(ids, this.window)), this.zeros(), this.zeros())).probs;
+    return (await this.sequence(padded(ids, this.window), this.zeros(), this.zeros())).probs;
   }
 }
 
@@ -429,9 +429,4 @@ export class Session {
       this.steps.push(this.advance(visible.slice(0, end), this.steps[this.steps.length - 1]));
     }
   }
-}
-
-/** Bytes of text as UTF-16 code points (for callers that count as Python does). */
-export function pyLength(text) {
-  return codePoints(text).length;
 }
