@@ -49,6 +49,57 @@ def _failed(engine: str, err: Exception) -> EngineError:
                        "or was edited after export: export it again")
 
 
+def _allocated_steps(steps: int) -> int:
+    """The step count a TFLite sequence call runs for a context of ``steps`` ids, pre-padded (the padding is
+    masked: the state passes through unchanged). A new length re-allocates the subgraph (~18 us on the ptb
+    preset's int8 file) while a padding step costs ~4.5 us, so lengths share a few allocations: exact up to
+    6, then even counts up to 16, then multiples of 4 (measured against other sets: docs/benchmarks.md)."""
+    if steps <= 6:
+        return steps
+    return steps + steps % 2 if steps <= 16 else -(-steps // 4) * 4
+
+
+class _SignatureCall:
+    """One signature of a TFLite interpreter, called like its ``SignatureRunner`` but re-allocated only when
+    an input's shape changes.
+
+    The runner resizes every input and re-allocates the subgraph on each call: 13-20 us of a 50 us
+    suggestion on the ptb preset's int8 file (docs/benchmarks.md). The same wrapper calls the runner makes
+    are made here, minus the ones that change nothing. Both TFLite packages (tflite-runtime 2.14,
+    ai-edge-litert) keep them on the runner; a version that does not is called through the runner itself.
+    """
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+        try:
+            self._wrapper = runner._interpreter_wrapper
+            self._subgraph = int(runner._subgraph_index)
+            self._inputs = dict(runner._inputs)
+            self._outputs = dict(runner._outputs)
+        except (AttributeError, TypeError, ValueError):
+            self._wrapper = None
+        self._shapes: dict[str, tuple[int, ...]] = {}  # input shapes the subgraph is allocated for
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        if self._wrapper is None:
+            return self.runner(**inputs)
+        wrapper, subgraph = self._wrapper, self._subgraph
+        try:
+            if any(self._shapes.get(name) != value.shape for name, value in inputs.items()):
+                self._shapes = {}  # until the allocation below succeeds
+                for name, value in inputs.items():
+                    wrapper.ResizeInputTensor(self._inputs[name], np.array(value.shape, np.int32), False, subgraph)
+                wrapper.AllocateTensors(subgraph)
+                self._shapes = {name: value.shape for name, value in inputs.items()}
+            for name, value in inputs.items():
+                wrapper.SetTensor(self._inputs[name], value, subgraph)
+            wrapper.Invoke(subgraph)
+            return {name: wrapper.GetTensor(index, subgraph) for name, index in self._outputs.items()}  # copies
+        except Exception:
+            self._shapes = {}  # whatever failed, the next call resizes and allocates afresh
+            raise
+
+
 class TFLiteEngine:
     def __init__(self, model: ModelFile, name: str, threads: int | None = None) -> None:
         self.name = name
@@ -56,9 +107,10 @@ class TFLiteEngine:
         try:
             self._interpreter = interpreter_class(model_content=model.data, num_threads=threads)
             signatures = self._interpreter.get_signature_list()
-            self._window = self._interpreter.get_signature_runner(WINDOW)
-            self._step = self._interpreter.get_signature_runner(STEP) if STEP in signatures else None
-            self._sequence = self._interpreter.get_signature_runner(SEQUENCE) if SEQUENCE in signatures else None
+            self._window = _SignatureCall(self._interpreter.get_signature_runner(WINDOW))
+            self._step = _SignatureCall(self._interpreter.get_signature_runner(STEP)) if STEP in signatures else None
+            self._sequence = (_SignatureCall(self._interpreter.get_signature_runner(SEQUENCE))
+                              if SEQUENCE in signatures else None)
         except (ValueError, RuntimeError) as err:
             message = " ".join(str(err).split())
             hint = ""
@@ -71,6 +123,11 @@ class TFLiteEngine:
     @property
     def has_step(self) -> bool:
         return self._step is not None
+
+    @staticmethod
+    def padded_steps(steps: int) -> int:
+        """How many steps to run a context of ``steps`` ids for (more only by masked padding)."""
+        return _allocated_steps(steps)
 
     @property
     def has_sequence(self) -> bool:
@@ -87,7 +144,7 @@ class TFLiteEngine:
         for form, runner in ((WINDOW, self._window), (STEP, self._step), (SEQUENCE, self._sequence)):
             if runner is None:
                 continue
-            for details in (runner.get_input_details(), runner.get_output_details()):
+            for details in (runner.runner.get_input_details(), runner.runner.get_output_details()):
                 for name, detail in details.items():
                     signature = detail.get("shape_signature", detail.get("shape"))
                     shapes[(form, name)] = tuple(int(d) if int(d) >= 0 else None for d in signature)
@@ -110,7 +167,7 @@ class TFLiteEngine:
         return out[PROBS], out[H_OUT], out[C_OUT]
 
     def sequence(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray):
-        """(batch, steps) tokens from state h, c; the signature runner resizes to ``steps`` per call."""
+        """(batch, steps) tokens from state h, c; the subgraph is resized when ``steps`` changes."""
         with self._lock:
             try:
                 out = self._sequence(**{TOKENS: np.ascontiguousarray(tokens, np.int32),
@@ -125,6 +182,10 @@ class OnnxEngine:
 
     name = "onnxruntime"
     has_step = has_sequence = True
+
+    @staticmethod
+    def padded_steps(steps: int) -> int:
+        return steps  # ONNX Runtime plans each run anyway: padding would only add steps
 
     def __init__(self, model: ModelFile, threads: int | None = None) -> None:
         import onnxruntime as ort

@@ -159,12 +159,15 @@ class Predictor:
 
         A session with a profile passes its own ``index`` (personal words in, blocked words out) and
         ``word`` (id -> word for ids past the vocabulary)."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        if type(k) is not int and (isinstance(k, bool) or not isinstance(k, (int, np.integer))) or k < 1:
             raise UsageError(f"k must be a whole number of at least 1, got {k!r}")
-        probs = np.asarray(probs, dtype=np.float32).reshape(-1)
-        word = word or self.tokenizer.vocab.__getitem__
-        suggestions = [Suggestion(word(i), float(probs[i])) for i in (index or self.words).top(probs, int(k), prefix)]
-        if any(not 0.0 <= s.prob <= 1.0 for s in suggestions):  # NaN fails both comparisons
+        if type(probs) is not np.ndarray or probs.dtype != np.float32:
+            probs = np.asarray(probs, dtype=np.float32)
+        ids = (index or self.words).top(probs, int(k), prefix)
+        values = probs.reshape(-1)[ids].tolist()
+        vocab = self.tokenizer.vocab
+        suggestions = [Suggestion(word(i) if word else vocab[i], p) for i, p in zip(ids, values)]
+        if not all(0.0 <= p <= 1.0 for p in values):  # NaN fails both comparisons
             raise ModelFileError("the model returned a value that is not a probability "
                                  f"({', '.join(f'{s.word}: {s.prob}' for s in suggestions)}); the model file is "
                                  "damaged: export it again")
@@ -207,6 +210,9 @@ class Predictor:
                 from_start.append(row)
             tails.append(ids)
         steps = max(1, max(map(len, tails)))  # nothing left: one padding step keeps the state
+        padded = getattr(self.engine, "padded_steps", None)
+        if padded is not None:  # an engine that runs some lengths cheaper: masked padding up to one of them
+            steps = max(steps, min(padded(steps), self.config.window))
         tokens = np.zeros((count, steps), np.int32)  # pre-padded
         for row, ids in enumerate(tails):
             if ids:
