@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from nextword.session import Session
 
 
+def check_k(k) -> None:
+    if type(k) is not int and (isinstance(k, bool) or not isinstance(k, (int, np.integer))) or k < 1:
+        raise UsageError(f"k must be a whole number of at least 1, got {k!r}")
+
+
 class Predictor:
     """A tokenizer, a model shape and an engine: suggestions from any of them, read the same way.
 
@@ -159,19 +164,21 @@ class Predictor:
 
         A session with a profile passes its own ``index`` (personal words in, blocked words out) and
         ``word`` (id -> word for ids past the vocabulary)."""
-        if type(k) is not int and (isinstance(k, bool) or not isinstance(k, (int, np.integer))) or k < 1:
-            raise UsageError(f"k must be a whole number of at least 1, got {k!r}")
+        check_k(k)
         if type(probs) is not np.ndarray or probs.dtype != np.float32:
             probs = np.asarray(probs, dtype=np.float32)
         ids = (index or self.words).top(probs, int(k), prefix)
-        values = probs.reshape(-1)[ids].tolist()
+        return self.suggestions(ids, probs.reshape(-1)[ids].tolist(), word)
+
+    def suggestions(self, ids: list[int], probs: list[float], word=None) -> list[Suggestion]:
+        """Ranked ids and their probabilities as ``Suggestion``s; a value that is no probability means a
+        damaged file (NaN fails both comparisons)."""
         vocab = self.tokenizer.vocab
-        suggestions = [Suggestion(word(i) if word else vocab[i], p) for i, p in zip(ids, values)]
-        if not all(0.0 <= p <= 1.0 for p in values):  # NaN fails both comparisons
-            raise ModelFileError("the model returned a value that is not a probability "
-                                 f"({', '.join(f'{s.word}: {s.prob}' for s in suggestions)}); the model file is "
-                                 "damaged: export it again")
-        return suggestions
+        if not all(0.0 <= p <= 1.0 for p in probs):
+            shown = ", ".join(f"{word(i) if word else vocab[i]}: {p}" for i, p in zip(ids, probs))
+            raise ModelFileError(f"the model returned a value that is not a probability ({shown}); the model "
+                                 "file is damaged: export it again")
+        return [Suggestion(word(i) if word else vocab[i], p) for i, p in zip(ids, probs)]
 
     # ------------------------------------------------------------------ API
     def suggest(self, text: str, k: int = 3) -> list[Suggestion]:

@@ -103,6 +103,9 @@ class Profile:
         self._bytes = 0
         self._tokenizer = None
         self._version = 0  # bumps when the suggestable words change (the word index is rebuilt)
+        self._unigram_changes = 0  # bumps when a unigram count (or a sent count) changes
+        self._shares_key = self._view_key = None
+        self._scratch = np.zeros(0, np.float32)  # ``_values``' buffer
         self._rebuild_structure()
 
     # ------------------------------------------------------------------ file
@@ -377,6 +380,7 @@ class Profile:
         if len(gram) == 1 and self._tokenizer is not None:
             self._register_word(word)
             self._unigram_buffer[self._ext_id(word)] = value + self._scale
+            self._unigram_changes += 1
 
     # ------------------------------------------------------------- predicting
     def _factor(self) -> float:
@@ -417,7 +421,8 @@ class Profile:
 
     def _context(self, tokens: Sequence[str]) -> tuple[str, ...]:
         history = [START] * (ORDER - 1) + [t for t in tokens if t]
-        if any(self.is_blocked(t) for t in tokens):  # the context restarts after a blocked word
+        if (self.blocked or self._blocked_here) and any(map(self.is_blocked, tokens)):
+            # the context restarts after a blocked word
             last = max(i for i, t in enumerate(history) if self.is_blocked(t))
             history = [START] * (ORDER - 1) + history[last + 1:]
         return tuple(history[-(ORDER - 1):])
@@ -462,31 +467,19 @@ class Profile:
         return tokenizer.id_of(token) is None and token not in tokenizer.config.special_tokens
 
     # -------------------------------------------------- the session's mixing
-    def mix(self, model_probs: np.ndarray, context_tokens: Sequence[str]) -> np.ndarray:
-        """The mixed distribution (float32) over the model's ids and then the profile's extra words (ids from
-        ``vocab_size`` on). Unknown words move out of ``<unk>`` by ``_model_share``.
+    def _mixing(self, context_tokens: Sequence[str]) -> tuple[float, float, float, list]:
+        """How this context mixes: (w_model, w_recent, the unigram vector's factor, levels), where levels
+        lists (ids, scaled counts, coefficient) of the user n-gram's contexts above the unigram, longest first.
 
         Witten-Bell, unrolled: each level is (counts + T * lower) / (C + T), so the unigram vector enters once
         with the product of the levels' T / (C + T), and each level's few counts are added sparsely with the
-        product of the levels above it: two passes over the vocabulary, the rest sparse."""
-        vocab_size = len(model_probs)
-        out = np.empty(vocab_size + len(self._extra), np.float32)
+        product of the levels above it."""
         total = self._totals.get((), 0.0)
-        if total:
-            levels = self._levels(self._context(context_tokens))
-            order, ctx = levels[-1]
-            w_model, w_user, w_recent = self.weights(_bucket(order, self._totals[ctx] * self._factor()))
-        else:
-            levels, (w_model, w_user, w_recent) = [], (1.0, 0.0, 0.0)
-        np.multiply(model_probs, np.float32(w_model), out=out[:vocab_size])
-        out[vocab_size:] = 0.0
-        unk = self.tokenizer.unk_id
-        if self._extra and unk is not None and self.sent:
-            shares = self._sent_vector / (self._sent_total + len(self.sent))
-            out[vocab_size:] = out[unk] * shares
-            out[unk] *= 1.0 - shares.sum()
         if not total:
-            return out
+            return 1.0, 0.0, 0.0, []
+        levels = self._levels(self._context(context_tokens))
+        order, ctx = levels[-1]
+        w_model, w_user, w_recent = self.weights(_bucket(order, self._totals[ctx] * self._factor()))
         coefficients, above = [], w_user
         for order, ctx in reversed(levels[1:]):
             ids, counts = self._child_arrays(ctx)
@@ -494,12 +487,134 @@ class Profile:
             denominator = self._totals[ctx] + types
             coefficients.append((ids, counts, above / denominator))
             above *= types / denominator
-        out += self._unigram_buffer[: len(out)] * np.float32(above / total)  # the unigram level
-        for ids, counts, coefficient in coefficients:
-            out[ids] += coefficient * counts  # (ids of one context are distinct)
-        ids, weights = self._recent_arrays
-        out[ids] += w_recent * weights
+        return w_model, w_recent, above / total, coefficients
+
+    def _unknown_shares(self, unk: int | None) -> tuple[np.ndarray, float] | None:
+        """Each extra word's share of the model's ``<unk>`` mass (``_model_share``) and what stays with
+        ``<unk>``; None when there is none. Kept until a word is learned."""
+        if not (self._extra and unk is not None and self.sent):
+            return None
+        key = (self._unigram_changes, self._sent_total, len(self.sent))
+        if self._shares_key != key:
+            shares = self._sent_vector / (self._sent_total + len(self.sent))
+            self._shares, self._shares_key = (shares, 1.0 - shares.sum()), key
+        return self._shares
+
+    def mix(self, model_probs: np.ndarray, context_tokens: Sequence[str]) -> np.ndarray:
+        """The mixed distribution (float32) over the model's ids and then the profile's extra words (ids from
+        ``vocab_size`` on). Unknown words move out of ``<unk>`` by ``_model_share``."""
+        mixing = self._mixing(context_tokens)
+        out = self._unscaled(model_probs, mixing)
+        shares = self._unknown_shares(self.tokenizer.unk_id)
+        if shares is not None:
+            out[self.tokenizer.unk_id] *= shares[1]
+        out *= np.float32(mixing[0])
         return out
+
+    def _unscaled(self, model_probs: np.ndarray, mixing, extras: np.ndarray | None = None) -> np.ndarray:
+        """The mix divided by w_model, ``<unk>`` not yet shared: p_model + (u U + the sparse parts) / w_model
+        (float32, the model's ids then the extra words). Ranking needs no more (w_model > 0 scales every word
+        alike), and it is two passes over the vocabulary: the unigram vector U scaled, then the model's
+        probabilities added; the n-gram levels above the unigram and the recent words are sparse.
+        ``extras``: only these extra words are computed (the others hold no value), else all of them."""
+        w_model, w_recent, unigram, levels = mixing
+        vocab_size = len(model_probs)
+        out = np.empty(vocab_size + len(self._extra), np.float32)
+        learned = self._totals.get((), 0.0)
+        factor = np.float32(unigram / w_model)
+        if extras is None:
+            extras = np.arange(vocab_size, len(out))
+            if learned:
+                np.multiply(self._unigram_buffer[vocab_size: len(out)], factor, out=out[vocab_size:])
+            else:
+                out[vocab_size:] = 0.0
+        else:
+            out[vocab_size:] = 0.0  # (no value, but nothing the sparse parts add to overflows)
+            if learned:
+                out[extras] = self._unigram_buffer[extras] * factor
+        if learned:
+            np.multiply(self._unigram_buffer[:vocab_size], factor, out=out[:vocab_size])
+            out[:vocab_size] += model_probs
+        else:
+            out[:vocab_size] = model_probs
+        unk = self.tokenizer.unk_id
+        shares = self._unknown_shares(unk)
+        if shares is not None and len(extras):
+            out[extras] += model_probs[unk] * shares[0][extras - vocab_size]
+        if learned:
+            for ids, counts, coefficient in levels:
+                out[ids] += (coefficient / w_model) * counts  # (ids of one context are distinct)
+            ids, weights = self._recent_arrays
+            out[ids] += (w_recent / w_model) * weights
+        return out
+
+    def top(self, model_probs: np.ndarray, context_tokens: Sequence[str], k: int, prefix: str,
+            base: WordIndex) -> tuple[list[int], list[float]]:
+        """(ids, mixed probabilities) of the ``k`` best suggestions: exactly ``index(base).top`` over ``mix``
+        (same ids, same order, same float32 values), at a fraction of the cost: the unscaled mix is ranked
+        in place, the extra words only where they are suggested, and with a prefix only the words with that
+        prefix are mixed (``_values``)."""
+        index = self.index(base)
+        model_probs = model_probs.reshape(-1)
+        mixing = self._mixing(context_tokens)
+        w_model = np.float32(mixing[0])
+        if prefix:
+            candidates = index.with_prefix(prefix)
+            values = self._values(model_probs, candidates, mixing)
+            best = _argmax_passes(values.copy(), k)
+            return candidates[best].tolist(), (values[best] * w_model).tolist()
+        suggested_extras, hidden = self._ranking_view(index, len(model_probs))
+        out = self._unscaled(model_probs, mixing, suggested_extras)
+        np.copyto(out, -np.inf, where=hidden)
+        ids, values = [], []
+        for _ in range(min(k, len(index.ids))):
+            best = int(out.argmax())
+            ids.append(best)
+            values.append(float(out[best] * w_model))
+            out[best] = -np.inf
+        return ids, values
+
+    def _ranking_view(self, index: WordIndex, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the extra words' ids that are suggested, a mask of every id that is not), until either changes."""
+        if self._view_key != (index, len(self._extra)):
+            hidden = np.ones(vocab_size + len(self._extra), bool)
+            hidden[index.ids] = False
+            self._view = (index.ids[index.ids >= vocab_size], hidden)
+            self._view_key = (index, len(self._extra))
+        return self._view
+
+    def _values(self, model_probs: np.ndarray, ids: np.ndarray, mixing) -> np.ndarray:
+        """``_unscaled(...)[ids]`` for distinct ids: the same float operations in the same order, so equal
+        bits. The sparse parts are added in a scratch vector that only these ids and the sparse ones touch."""
+        w_model, w_recent, unigram, levels = mixing
+        vocab_size = len(model_probs)
+        inside = ids < vocab_size
+        learned = self._totals.get((), 0.0)
+        if learned:
+            values = self._unigram_buffer[ids] * np.float32(unigram / w_model)
+            values[inside] += model_probs[ids[inside]]
+        else:
+            values = np.zeros(len(ids), np.float32)
+            values[inside] = model_probs[ids[inside]]
+        unk = self.tokenizer.unk_id
+        shares = self._unknown_shares(unk)
+        if shares is not None and not inside.all():
+            values[~inside] += model_probs[unk] * shares[0][ids[~inside] - vocab_size]
+        if not learned or not len(ids):
+            return values
+        scratch = self._scratch
+        if len(scratch) < len(self._unigram_buffer):
+            scratch = self._scratch = np.zeros(len(self._unigram_buffer), np.float32)
+        scratch[ids] = values
+        sparse = [(ids, (coefficient / w_model) * counts) for ids, counts, coefficient in levels]
+        sparse.append((self._recent_arrays[0], (w_recent / w_model) * self._recent_arrays[1]))
+        for level_ids, added in sparse:
+            scratch[level_ids] += added  # as ``_unscaled`` adds them
+        values = scratch[ids]
+        scratch[ids] = 0.0
+        for level_ids, _ in sparse:
+            scratch[level_ids] = 0.0
+        return values
 
     def _child_arrays(self, context: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, scaled counts) of a context's continuations, cached until the context learns again."""
@@ -566,6 +681,7 @@ class Profile:
     def _rebuild_words(self) -> None:
         """Extra ids of the unknown words, sent counts and recent words (after bind, and every rebuild)."""
         self._version += 1
+        self._unigram_changes += 1
         self._index_key = None
         self._extra: list[str] = []
         self._extra_id: dict[str, int] = {}
@@ -642,6 +758,17 @@ class Profile:
                 "words_learned": round(sum(self._children.get((), {}).values()) * factor, 1),
                 "blocked": sorted(self.blocked),
                 "mixing_weights": {b: {"model": w[0], "user": w[1], "recent": w[2]} for b, w in rounded.items()}}
+
+
+def _argmax_passes(scores: np.ndarray, k: int) -> list[int]:
+    """Positions of the ``k`` largest scores, best first, the first of equal ones first (as WordIndex.top);
+    ``scores`` is overwritten."""
+    best = []
+    for _ in range(min(k, len(scores))):
+        position = int(scores.argmax())
+        best.append(position)
+        scores[position] = -np.inf
+    return best
 
 
 def _entry_bytes(gram: tuple[str, ...]) -> int:

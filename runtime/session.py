@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from nextword.context import Suggestion, window_ids
+from nextword.predictor import check_k
 from nextword.profile import ORDER, Profile
 
 
@@ -151,8 +152,10 @@ class Session:
         prefix = self.predictor.normalise_prefix(prefix)
         if self.profile is None:
             return self.predictor.rank(self.probabilities(), k, prefix)
-        probs, index = self.adapted()
-        return self.predictor.rank(probs, k, prefix, index=index, word=self.profile.word)
+        check_k(k)
+        context = [token for token, _, _ in self._typed[-(ORDER - 1):]]
+        ids, probs = self.profile.top(self.probabilities(), context, int(k), prefix, self.predictor.words)
+        return self.predictor.suggestions(ids, probs, self.profile.word)
 
     # ------------------------------------------------------------ internals
     def _state(self) -> tuple[np.ndarray, np.ndarray]:

@@ -104,6 +104,34 @@ def test_a_blocked_word_is_never_suggested_completed_or_learned(predictor, how):
         assert "coffee" in Profile.load(profile.save(predictor.model.path.parent / f"{how}.profile")).blocked
 
 
+def test_a_session_ranks_exactly_what_the_full_mix_ranks(predictor):
+    """The strip ranks candidates without mixing the whole vocabulary (``Profile.top``): the same words in the
+    same order with the same probabilities as ranking the full mixed distribution, through learning,
+    personal words, blocked words, prefixes and strips of any width."""
+    rng = np.random.default_rng(1)
+    vocabulary = [w for w in predictor.tokenizer.vocab if not w.startswith("<")]
+    profile = Profile()
+    session = predictor.session(profile)
+    names = ["zorblax", "kestrel", "quillon", "marrow"]
+    checked = 0
+    for message in range(120):
+        text = list(rng.choice(vocabulary, int(rng.integers(2, 9)))) + list(rng.choice(names, 2))
+        for position in range(len(text)):
+            if position % 3 == 0:
+                for k in (1, 3, 12):
+                    for prefix in ("", text[position][:1], text[position][:2]):
+                        got = session.suggest(k, prefix)
+                        mixed, index = session.adapted()
+                        ids = index.top(mixed, k, predictor.normalise_prefix(prefix))
+                        assert [(s.word, s.prob) for s in got] == [(profile.word(i), float(mixed[i])) for i in ids]
+                        checked += 1
+            session.feed(text[position])
+        session.commit()
+        if message in (40, 80):
+            profile.block(text[0])
+    assert checked > 2500 and sum(count >= profile.threshold for count in profile.sent.values()) >= 3
+
+
 def test_a_blocklist_without_a_profile_learns_nothing(predictor):
     session = predictor.session(block=["coffee"])
     send(session, "i like coffee today")
