@@ -5,9 +5,11 @@
 For every model file and every installed engine that can run it (one thread unless ``--threads``):
 - cold start: a fresh process imports nextword, loads the file and makes the first suggestion (wall time
   of the whole process, interpreter start included), and its peak RSS (a runtime-only process);
-- latency p50/p95/p99 of ``suggest()`` (window form), of a session's per-word ``feed`` + ``suggest`` (step
-  form), and of the raw engine calls alone (window batch 1, one step); ``suggest()`` p50 by context length
-  (1, 3, 5, 10 words and the full window);
+- latency p50/p95/p99 of ``suggest()`` in typing order (each context the one before plus a word: recent
+  contexts are remembered, so a call costs the new word's step) and on fresh contexts (nothing remembered:
+  a call reads its whole context), of a session's per-word ``feed`` + ``suggest`` (step form), and of the
+  raw engine calls alone (window batch 1, one step); ``suggest()`` p50 by context length (1, 3, 5, 10 words
+  and the full window, fresh);
 - the session word again with a user profile of 1 MB (personal words and the user n-gram mixed in), and
   the time to load that profile;
 - batch throughput of ``suggest_batch`` (contexts per second);
@@ -88,7 +90,12 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
     texts = [" ".join(words[: i % 18 + 1]) + " " for i in range(repeats)]
     for text in texts[:20]:  # warm up
         predictor.suggest(text)
+    # Typing order: each text is the one before plus a word, as a text field asks while its user types;
+    # suggest() remembers recent contexts, so each call costs the new word's step.
     suggest = timed(lambda it=iter(texts * 2): predictor.suggest(next(it)), repeats)
+    # Fresh contexts: the same texts with nothing remembered, so each call reads its whole context.
+    predictor.remember_contexts = False
+    suggest_fresh = timed(lambda it=iter(texts * 2): predictor.suggest(next(it)), repeats)
 
     session = predictor.session()
 
@@ -107,11 +114,13 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
     for count in sorted({n for n in (1, 3, 5, 10) if n < config.window} | {config.window}):
         text = " ".join((words * (count // len(words) + 1))[:count]) + " "
         by_length[str(count)] = percentiles(timed(lambda t=text: predictor.suggest(t), max(30, repeats // 3)))["p50_ms"]
+    predictor.remember_contexts = True
     tokens = window_ids(predictor.context_ids("the company said it"), config.window)[None]  # (1, window)
     raw_window = timed(lambda: predictor.engine.window(tokens), repeats)
     row = {"file": path.name, "format": model.format, "precision": model.precision, "engine": engine,
            "threads": threads, "size_bytes": path.stat().st_size,
-           "suggest": percentiles(suggest), "suggest_p50_ms_by_context_words": by_length,
+           "suggest": percentiles(suggest), "suggest_fresh": percentiles(suggest_fresh),
+           "suggest_p50_ms_by_context_words": by_length,
            "session_word": percentiles(session_word),
            "session_word_with_profile": percentiles(session_word_profile),
            "profile_bytes": len(profile.to_bytes()), "profile_load_ms": profile_load_ms,

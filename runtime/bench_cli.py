@@ -26,16 +26,19 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [f"Machine: {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}; "
              f"{result['threads']} engine thread(s), {result['repeats']} calls per measure. Times in ms.", "",
-             "| file | engine | bytes | suggest p50 / p95 / p99 | session word p50 | raw window p50 | raw step p50 "
-             "| suggest / raw | batch-64 ctx/s | cold start s | peak RSS MB |",
+             "suggest() in typing order: each context is the one before plus a word (a context extending a "
+             "recent one costs the new word's step); fresh: nothing remembered, each call reads its whole context.",
+             "", "| file | engine | bytes | suggest typing p50 / p95 / p99 | suggest fresh p50 | session word p50 "
+             "| raw window p50 | raw step p50 | batch-64 ctx/s | cold start s | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runtime"]:
         s, w = r["suggest"], r["raw_window"]
         step = r.get("raw_step", {}).get("p50_ms")
+        fresh = r.get("suggest_fresh", {}).get("p50_ms")
         lines.append(
             f"| {r['file']} | {r['engine']} | {r['size_bytes']:,} | {s['p50_ms']:.3f} / {s['p95_ms']:.3f} / "
-            f"{s['p99_ms']:.3f} | {r['session_word']['p50_ms']:.3f} | {w['p50_ms']:.3f} | "
-            f"{'-' if step is None else f'{step:.3f}'} | {s['p50_ms'] / w['p50_ms']:.2f} | "
+            f"{s['p99_ms']:.3f} | {'-' if fresh is None else f'{fresh:.3f}'} | {r['session_word']['p50_ms']:.3f} | "
+            f"{w['p50_ms']:.3f} | {'-' if step is None else f'{step:.3f}'} | "
             f"{r['batch64_contexts_per_s']:,.0f} | {r['cold_start_s']:.2f} | {r['peak_rss_mb']:.0f} |")
     for k in result["keras"]:
         lines.append(f"| {k['file']} | Keras `model(x)` | {k['size_bytes']:,} | {k['model_call']['p50_ms']:.2f} / "
@@ -44,7 +47,7 @@ def markdown(result: dict) -> str:
                      f"{k['model_predict']['p95_ms']:.2f} / {k['model_predict']['p99_ms']:.2f} | | | | | | | |")
     if result["runtime"]:
         lengths = list(result["runtime"][0]["suggest_p50_ms_by_context_words"])
-        lines += ["", "suggest() p50 (ms) by context length in words:", "",
+        lines += ["", "suggest() p50 (ms) by context length in words (fresh contexts):", "",
                   "| file | engine | " + " | ".join(f"{n} words" for n in lengths) + " |",
                   "|---|---|" + "---|" * len(lengths)]
         for r in result["runtime"]:
@@ -63,11 +66,14 @@ def markdown(result: dict) -> str:
         predict = result["keras"][0]["model_predict"]["p50_ms"]
         five = "5" if "5" in result["runtime"][0]["suggest_p50_ms_by_context_words"] else None
         lines += ["", f"How many times faster than Keras `model.predict(x)` ({predict:.2f} ms p50, same run):", "",
-                  "| file | engine | suggest() | suggest(), 5 words | session word |", "|---|---|---|---|---|"]
+                  "| file | engine | suggest(), typing | suggest(), fresh | suggest(), 5 words fresh | session word |",
+                  "|---|---|---|---|---|---|"]
         for r in result["runtime"]:
             by_length = r["suggest_p50_ms_by_context_words"]
             five_ratio = f"{predict / by_length[five]:,.0f}x" if five else "-"
-            lines.append(f"| {r['file']} | {r['engine']} | {predict / r['suggest']['p50_ms']:,.0f}x | {five_ratio} | "
+            fresh = r.get("suggest_fresh", {}).get("p50_ms")
+            lines.append(f"| {r['file']} | {r['engine']} | {predict / r['suggest']['p50_ms']:,.0f}x | "
+                         f"{'-' if fresh is None else f'{predict / fresh:,.0f}x'} | {five_ratio} | "
                          f"{predict / r['session_word']['p50_ms']:,.0f}x |")
     for k in result["keras"]:
         training = k.get("training") or {}
@@ -100,7 +106,7 @@ def plot(result: dict, path: Path) -> None:
         session.append(0)
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(labels) + 2.2))
     y = range(len(labels))
-    ax.barh([i + 0.2 for i in y], window, height=0.4, label="suggest() / call, window form")
+    ax.barh([i + 0.2 for i in y], window, height=0.4, label="suggest() in typing order / Keras call")
     ax.barh([i - 0.2 for i in y], session, height=0.4, label="keyboard session: one word, step form")
     for i, (a, b) in enumerate(zip(window, session)):
         ax.text(a, i + 0.2, f" {a:.3g}", va="center", fontsize=8)

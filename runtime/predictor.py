@@ -14,6 +14,8 @@ suggested. Errors are typed ``NextwordError`` subclasses.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +54,12 @@ class Predictor:
         self.model = model
         self.words = WordIndex(tokenizer)
         self._start: tuple[list[int], np.ndarray, np.ndarray] | None = None  # see _start_state
+        #: Whether ``suggest()`` remembers recent contexts (``_forward_one``); off, every call reads its whole
+        #: context (what ``nextword bench`` measures as fresh contexts).
+        self.remember_contexts = True
+        self._states: OrderedDict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._distributions: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path, *, engine: str | None = None, threads: int | None = None,
@@ -184,7 +192,7 @@ class Predictor:
     def suggest(self, text: str, k: int = 3) -> list[Suggestion]:
         """The ``k`` most likely next words, or completions of an unfinished last word, best first."""
         context, prefix = self.completion_target(text)
-        return self.rank(self.probabilities(context), k, prefix)
+        return self.rank(self._forward([self.context_ids(context)])[0], k, prefix)
 
     def suggest_batch(self, texts: Sequence[str], k: int = 3) -> list[list[Suggestion]]:
         """``suggest`` for many texts with one batched engine call."""
@@ -196,18 +204,55 @@ class Predictor:
 
     def probabilities(self, text: str) -> np.ndarray:
         """The model's (vocab,) distribution for the word after ``text``."""
-        return self._forward([self.context_ids(text)])[0]
+        return self._forward([self.context_ids(text)])[0].copy()  # (a remembered one is read-only)
+
+    #: How many recent contexts ``suggest()`` keeps the state after (a context one word longer than one of
+    #: them costs one step), and how many it keeps the whole distribution of (the same context again, as a
+    #: keyboard asks for each letter typed into a word, costs no step).
+    REMEMBERED_STATES, REMEMBERED_DISTRIBUTIONS = 64, 4
 
     def _forward(self, contexts: list[list[int]]) -> np.ndarray:
         """(n, vocab) for contexts of ids: the sequence form over the longest one's steps (pre-padded: padding
         is masked), so n words cost n LSTM steps; the window form where the engine has no sequence form
-        (the Keras model in training) and for a model that reads its padding.
-
-        A context that begins with the ids every text starts with (``<eos>``) starts from the state after
-        them, computed once: the same arithmetic, one step less per call."""
+        (the Keras model in training) and for a model that reads its padding."""
         if not self.config.masked or not getattr(self.engine, "has_sequence", False):
             # A model that reads its padding (config.masked False) only ever sees the full window.
             return self.engine.window(np.stack([window_ids(ids, self.config.window) for ids in contexts]))
+        if len(contexts) == 1 and self.remember_contexts:
+            return self._forward_one(contexts[0])[None]
+        return self._sequences(contexts)[0]
+
+    def _forward_one(self, ids: list[int]) -> np.ndarray:
+        """(vocab,) for one context, from what recent calls computed: a context seen again costs nothing, one
+        that extends a recent one by a word costs that word's step. The same arithmetic either way: the
+        sequence form's steps are the step form's, and a state carried is the state it would recompute."""
+        key = tuple(ids)
+        with self._cache_lock:
+            probs = self._distributions.get(key)
+            if probs is not None:
+                self._distributions.move_to_end(key)
+                return probs
+            state = self._states.get(key[:-1]) if len(key) > 1 else None
+        if state is not None:
+            probs, h, c = self.engine.sequence(np.array([key[-1:]], np.int32), *state)
+        else:
+            probs, h, c = self._sequences([ids])
+        probs = probs[0]
+        probs.flags.writeable = False
+        with self._cache_lock:
+            for cache, value, size in ((self._states, (h, c), self.REMEMBERED_STATES),
+                                       (self._distributions, probs, self.REMEMBERED_DISTRIBUTIONS)):
+                cache[key] = value
+                cache.move_to_end(key)
+                while len(cache) > size:
+                    cache.popitem(last=False)
+        return probs
+
+    def _sequences(self, contexts: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The sequence form over contexts of ids: (probs, h, c) after each.
+
+        A context that begins with the ids every text starts with (``<eos>``) starts from the state after
+        them, computed once: the same arithmetic, one step less per call."""
         start_ids, start_h, start_c = self._start_state()
         skip, count = len(start_ids), len(contexts)
         tails, from_start = [], []  # (Python lists and one array fill: numpy helpers cost more than a step here)
@@ -230,7 +275,7 @@ class Predictor:
             shape = (self.config.num_layers, count, self.config.hidden_size)
             h, c = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
             h[:, from_start], c[:, from_start] = start_h, start_c
-        return self.engine.sequence(tokens, h, c)[0]
+        return self.engine.sequence(tokens, h, c)
 
     def _start_state(self) -> tuple[list[int], np.ndarray, np.ndarray]:
         """(ids every context starts with, h and c after them), each (layers, 1, hidden)."""

@@ -339,6 +339,7 @@ def test_suggest_runs_as_many_steps_as_the_context_has_words(exported):
     ids every text begins with, ``<eos>``, computed once), not the window's (the real engine, recorded)."""
     _, models, _ = exported
     predictor = Predictor.load(models / "model.int8.tflite")
+    predictor.remember_contexts = False  # every call reads its whole context (remembering: the test below)
     calls = []
     engine = predictor.engine
     real = engine.sequence
@@ -358,6 +359,40 @@ def test_suggest_runs_as_many_steps_as_the_context_has_words(exported):
     assert predictor._start is not None  # computed once, by the load's probe, before the engine was recorded
     batch = predictor.suggest_batch(["we want some tea", "tea"], 3)
     assert calls[-1] == (2, 4) and [s.word for s in batch[1]] == [s.word for s in predictor.suggest("tea", 3)]
+
+
+@pytest.mark.parametrize("name", ["model.int8.tflite", "model.onnx"])
+def test_suggest_remembers_recent_contexts_and_gives_the_same_results(exported, name):
+    """Typing order (each text the one before plus a word) costs one step per call: the state after a recent
+    context is kept, and the same context again (a keyboard asking for each letter of a word) costs none.
+    The results equal a predictor's that remembers nothing, to the bit, past the window too; memory is
+    bounded; what probabilities() returns is the caller's to change."""
+    _, models, _ = exported
+    remembering, fresh = Predictor.load(models / name), Predictor.load(models / name)
+    fresh.remember_contexts = False
+    calls = []
+    real = remembering.engine.sequence
+    remembering.engine.sequence = lambda tokens, h, c: calls.append(tokens.shape) or real(tokens, h, c)
+    window = remembering.config.window
+    words = ("we want some tea today and they see a good walk " * 3).split()
+    assert len(words) > window + 2
+    for count in range(1, len(words)):
+        text = " ".join(words[:count]) + " "
+        before = len(calls)
+        assert remembering.suggest(text, 4) == fresh.suggest(text, 4)
+        if 1 < count < window:  # the context read (<eos> + count words) extends the last one by a word
+            assert calls[before:] == [(1, 1)]
+        before = len(calls)
+        assert np.array_equal(remembering.probabilities(text), fresh.probabilities(text))
+        assert remembering.suggest(text + "w", 4) == fresh.suggest(text + "w", 4)  # a letter of the next word
+        assert calls[before:] in ([], [(1, 1)])  # the same context again, or one word more ("w" as a word)
+    for text in ("we want", "we want tea", "we see", "we want a", "they"):  # back and forth
+        assert remembering.suggest(text + " ", 3) == fresh.suggest(text + " ", 3)
+    assert len(remembering._states) <= Predictor.REMEMBERED_STATES
+    assert len(remembering._distributions) <= Predictor.REMEMBERED_DISTRIBUTIONS
+    probs = remembering.probabilities("we want ")
+    probs[:] = 0.0
+    assert remembering.suggest("we want ", 3) == fresh.suggest("we want ", 3)
 
 
 @pytest.mark.parametrize("name", ["model.tflite", "model.onnx"])
