@@ -188,6 +188,24 @@ def test_resume_refuses_what_it_cannot_continue(tiny_corpus, tmp_path):
         resume(tmp_path / "done", epochs=3)
 
 
+def test_the_same_command_plus_resume_continues_and_a_changed_setting_is_one_line(tiny_corpus, tmp_path):
+    """A user repeats the command that started the run, adding --resume and more epochs: it continues. A
+    setting that differs from the run's is refused in one line naming it with the run's value."""
+    out = tmp_path / "run"
+    command = ["train", "--corpus", str(tiny_corpus), "--out", str(out), "--hidden-size", "8", "--embedding-dim", "8",
+               "--no-unk", "--mode", "prefix"]
+    assert run_cli(*command, "--epochs", "1").returncode == 0
+    again = run_cli(*command, "--epochs", "2", "--resume")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "train_report.json").read_text())["training"]["epochs_completed"] == 2
+    changed = run_cli(*command[:-5], "--hidden-size", "16", "--unk", "--epochs", "3", "--resume")
+    err = changed.stderr.strip()
+    assert changed.returncode != 0 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "--hidden-size 16 (the run's: 8)" in err and "--unk true (the run's: false)" in err
+    overwrite = run_cli("train", "--out", str(out), "--resume", "--overwrite")
+    assert overwrite.returncode != 0 and "give one of them" in overwrite.stderr
+    assert json.loads((out / "train_report.json").read_text())["training"]["epochs_completed"] == 2  # untouched
+
 @pytest.mark.slow
 def test_early_stopping_stops_when_validation_stops_improving(tiny_corpus, tmp_path):
     unrelated = tmp_path / "valid.txt"

@@ -144,15 +144,14 @@ def run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
     resuming = args.resume or args.finish
     cluster = cluster_from(args.workers, args.worker_index)
-    if resuming:
-        planning.check_resume_options({**options, "preset": args.preset, "overwrite": args.overwrite})
-    else:
+    if not resuming:
         train_config, tokenizer_config, model = planning.settings_from_options(options, args.preset)
         if cluster:
             planning.check_workers(train_config, cluster.count)
     collective = _connect(cluster, None if resuming else train_config.threads) if cluster else None
     if resuming:
-        plan = planning.plan_resume(args.out, epochs=args.epochs, finish=args.finish, collective=collective)
+        plan = planning.plan_resume(args.out, epochs=args.epochs, finish=args.finish, collective=collective,
+                                    options={**options, "preset": args.preset, "overwrite": args.overwrite})
     else:
         plan = planning.plan_new(args.out, train_config, tokenizer_config, model, overwrite=args.overwrite,
                                  from_preset=planning.preset_settings(options, args.preset),

@@ -187,13 +187,55 @@ def preset_settings(options: Mapping[str, Any], preset: str | None) -> frozenset
 
 #: What `--resume` may change: everything else is the run's saved settings.
 RESUMABLE = {"epochs"}
+#: Settings a plan adjusts to its corpus (steps scaling, a small vocabulary, a validation file), so that a
+#: preset named again on --resume is not held to its own values for them.
+ADJUSTED_BY_PLAN = {"epochs", "lr_decay", "lr_decay_start", "early_stopping", "sampled_softmax", "valid_fraction"}
 
 
-def check_resume_options(options: Mapping[str, Any]) -> None:
-    changed = sorted(k for k, v in options.items() if k not in RESUMABLE and v not in (None, False))
-    if changed:
-        raise UsageError(f"--resume continues with the run's saved settings; only --epochs may change "
-                         f"(got --{', --'.join(c.replace('_', '-') for c in changed)})")
+def check_resume_options(options: Mapping[str, Any], saved: Mapping[str, Any], tokenizer: Mapping[str, Any]) -> None:
+    """``--resume`` continues with the run's saved settings: the same command plus ``--resume`` works (an
+    option given again with the value the run was started with), and one line names every option that
+    differs, with the run's value. ``options``: the command's settings (None: not given), ``preset`` and
+    ``overwrite`` included; ``saved``: the run's config.json; ``tokenizer``: its tokenizer settings."""
+    if options.get("overwrite"):
+        raise UsageError("--overwrite starts the run over and --resume continues it: give one of them")
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+
+    def run_value(name: str):
+        if name in train_fields:
+            return saved["training"].get(name)
+        if name in MODEL_SETTINGS:
+            return saved["model"].get(name)
+        return {"unk": tokenizer.get("unk_token") is not None, "eos": tokenizer.get("eos_token") is not None,
+                "keep_punctuation": tokenizer.get("filters") == ""}.get(name, tokenizer.get(name))
+
+    def same(name: str, value, saved_value) -> bool:
+        if name in ("corpus", "valid") and value is not None and saved_value is not None:
+            return [Path(p).resolve() for p in value] == [Path(p).resolve() for p in saved_value]
+        if name == "tie_embeddings":
+            return bool(value) == bool(saved_value)
+        return value == saved_value
+
+    given = {k: v for k, v in options.items() if v is not None and k not in (*RESUMABLE, "preset", "overwrite")}
+    differ = [f"--{name.replace('_', '-')} {_shown(value)} (the run's: {_shown(run_value(name))})"
+              for name, value in sorted(given.items()) if not same(name, value, run_value(name))]
+    if options.get("preset"):
+        implied = {k: v for k, v in named_preset(options["preset"]).items()
+                   if k not in given and k not in ADJUSTED_BY_PLAN}
+        unlike = [name for name, value in sorted(implied.items()) if not same(name, value, run_value(name))]
+        if unlike:
+            shown = [f"{n} {_shown(implied[n])} (the run's: {_shown(run_value(n))})" for n in unlike[:3]]
+            more = f" and {len(unlike) - 3} more" if len(unlike) > 3 else ""
+            differ.append(f"--preset {options['preset']}: its {', '.join(shown)}{more}")
+    if differ:
+        raise UsageError(f"--resume continues with the run's saved settings and these differ from them: "
+                         f"{'; '.join(differ)}; only --epochs may change (or start over with --overwrite)")
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @dataclass(frozen=True)
@@ -285,13 +327,16 @@ def _skipped_notes(data: TrainingData):
                    "(only *.txt files are read; rename or convert them to include them)")
 
 
-def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = False, collective=None) -> RunPlan:
+def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = False, collective=None,
+                options: Mapping[str, Any] | None = None) -> RunPlan:
     """A plan that continues ``out`` from its last checkpoint (``finish``: train no further, just finalise).
+    ``options``: the command's other settings, each accepted when it is the run's own (``check_resume_options``).
 
     Distributed (``collective``): the chief reads the run directory and every worker gets what it read."""
     run = RunDir(out)
     saved_run = on_chief(collective, lambda: _read_run(run))
     saved, state = saved_run["config"], saved_run["state"]
+    check_resume_options(options or {}, saved, saved_run["tokenizer"])
     tokenizer = Tokenizer.from_text(saved_run["vocab"], saved_run["tokenizer"], source=str(run.path))
     train_config = TrainConfig.from_saved(saved["training"])
     if epochs is not None:
