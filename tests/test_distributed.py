@@ -163,6 +163,27 @@ def test_a_worker_killed_mid_epoch_and_the_job_resumed_ends_like_an_uninterrupte
     assert np.allclose(*history, atol=1e-6)
 
 
+def test_a_worker_told_to_stop_with_sigterm_stops_and_so_does_the_job(tmp_path):
+    """Cluster managers stop a job with SIGTERM; TensorFlow's coordination service catches it (the worker
+    trained on, with its peers, for as long as it was watched: over a minute). Now the worker stops at its
+    next step with one line, and the chief finds it gone and says how to resume."""
+    pytest.importorskip("tensorflow")
+    corpus = write_corpus(tmp_path / "corpus.txt", lines=1200)
+    run = tmp_path / "run"
+    workers = start_workers(run, corpus, "--epochs", "200", "--batch-size", "4")
+    state = run / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 240
+    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers[1].send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, worker_err = workers[1].communicate(timeout=60)
+    assert time.monotonic() - stopped < 30 and workers[1].returncode != 0
+    assert len(worker_err.strip().splitlines()) == 1 and "worker 1 of 2 stopped" in worker_err, worker_err[-2000:]
+    _, chief_err = workers[0].communicate(timeout=120)
+    assert workers[0].returncode == 75 and "--resume" in chief_err and "epoch(s) are saved" in chief_err
+
+
 def test_the_chief_alone_writes_and_a_resume_needs_as_many_workers(tmp_path):
     pytest.importorskip("tensorflow")
     corpus = write_corpus(tmp_path / "corpus.txt")

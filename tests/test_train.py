@@ -162,6 +162,26 @@ def test_run_killed_mid_training_resumes_from_its_last_epoch(tiny_corpus, tmp_pa
     assert {p.name for p in out.iterdir()} == RUN_FILES
 
 
+def test_sigterm_stops_training_like_ctrl_c_and_the_run_resumes(tiny_corpus, tmp_path):
+    """`docker stop` and cluster managers send SIGTERM: one line saying what is saved, then --resume."""
+    out = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "nextword", "train", "--corpus", str(tiny_corpus), "--out",
+                             str(out), "--epochs", "500", "--hidden-size", "8"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    state = out / "checkpoints" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    saved = json.loads(state.read_text())["epoch"]
+    assert proc.returncode != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err[-2000:]
+    assert f"interrupted; {saved} epoch(s) are saved" in err and "--resume" in err
+    result = run_cli("train", "--out", str(out), "--resume", "--epochs", str(saved + 1))
+    assert result.returncode == 0, result.stderr
+
+
 def test_resume_after_a_kill_between_the_last_epoch_and_the_model_writes_the_model(tiny_corpus, tmp_path):
     """Killed after its last checkpoint but before model.keras (found by benchmarks/kill_trials.py):
     --resume finishes the run from the checkpoint instead of refusing it as complete."""

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 
 from nextword.config import ModelConfig
 from nextword.deps import require
@@ -137,6 +139,19 @@ _NOT_SETTINGS = {"out", "resume", "finish", "overwrite", "preset", "sample", "ru
 
 def run(args: argparse.Namespace) -> int:
     require("tensorflow", extra="train", command="train")
+    # SIGTERM (docker stop, a cluster manager) stops training as Ctrl-C does: at the next step, saying what is
+    # saved and how to resume, rather than without a word (distributed.connect sets it again after
+    # TensorFlow's coordination service has taken SIGTERM over).
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from nextword.train import plan as planning
 
     from nextword.train.distributed import cluster_from

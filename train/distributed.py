@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -120,7 +122,14 @@ def connect(cluster: Cluster, threads: int | None = None):
 
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    # TensorFlow's coordination service takes SIGTERM over (a preemption notice for a checkpoint handler that
+    # nextword does not use), so a worker a cluster manager told to stop trained on (measured: > 60 s, the
+    # peers still training with it). SIGTERM is Ctrl-C again: the worker stops at its next step, says what
+    # is saved, and its peers stop when they find it gone.
+    if threading.current_thread() is threading.main_thread():  # (signal handlers live in the main thread)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return strategy
 
 
 class Collective:

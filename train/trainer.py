@@ -294,7 +294,14 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                 self.model.save_weights(tmp)
 
 
-def _interrupted_message(run: RunDir, checkpoint: EpochCheckpoint) -> str:
+def _interrupted_message(plan: RunPlan, checkpoint: EpochCheckpoint) -> str:
+    """Ctrl-C, or SIGTERM on a distributed worker (``distributed.connect``): what is saved, how to go on."""
+    run = plan.run
+    if not plan.chief:  # only the chief writes checkpoints
+        cluster = plan.collective.cluster
+        return (f"interrupted: worker {cluster.index} of {cluster.count} stopped; the chief ({cluster.workers[0]}) "
+                "keeps the run's last completed epoch: start every worker again with `nextword train --out "
+                "RUN_DIR --resume` and the same --workers and --worker-index")
     done = len(checkpoint.history.get("loss", []))
     if not done:
         return (f"interrupted before the first epoch ended; nothing to resume in {run.path}: "
@@ -389,7 +396,7 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
                         tf.errors.AbortedError, tf.errors.InternalError) as err:
                     raise WorkerLostError(_worker_lost_message(plan, checkpoint, err)) from None
         except KeyboardInterrupt:
-            raise Interrupted(_interrupted_message(run, checkpoint)) from None
+            raise Interrupted(_interrupted_message(plan, checkpoint)) from None
     fit_seconds = time.perf_counter() - fit_started
     if not plan.chief:  # the chief writes the model and the report
         return TrainResult({}, model, tokenizer, model_config)
