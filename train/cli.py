@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
         train_config, tokenizer_config, model = planning.settings_from_options(options, args.preset)
         if cluster:
             planning.check_workers(train_config, cluster.count)
-    collective = _connect(cluster, None if resuming else train_config.threads) if cluster else None
+    collective = _connect(cluster, args.threads if resuming else train_config.threads) if cluster else None
     if resuming:
         plan = planning.plan_resume(args.out, epochs=args.epochs, finish=args.finish, collective=collective,
                                     options={**options, "preset": args.preset, "overwrite": args.overwrite})

@@ -185,8 +185,9 @@ def preset_settings(options: Mapping[str, Any], preset: str | None) -> frozenset
     return frozenset(k for k in named_preset(preset) if options.get(k) is None)
 
 
-#: What `--resume` may change: everything else is the run's saved settings.
-RESUMABLE = {"epochs"}
+#: What `--resume` may change (more epochs; the threads, which change the speed and at most the last bits of
+#: the results): everything else is the run's saved settings.
+RESUMABLE = {"epochs", "threads"}
 #: Settings a plan adjusts to its corpus (steps scaling, a small vocabulary, a validation file), so that a
 #: preset named again on --resume is not held to its own values for them.
 ADJUSTED_BY_PLAN = {"epochs", "lr_decay", "lr_decay_start", "early_stopping", "sampled_softmax", "valid_fraction"}
@@ -229,7 +230,8 @@ def check_resume_options(options: Mapping[str, Any], saved: Mapping[str, Any], t
             differ.append(f"--preset {options['preset']}: its {', '.join(shown)}{more}")
     if differ:
         raise UsageError(f"--resume continues with the run's saved settings and these differ from them: "
-                         f"{'; '.join(differ)}; only --epochs may change (or start over with --overwrite)")
+                         f"{'; '.join(differ)}; only --epochs and --threads may change (or start over with "
+                         "--overwrite)")
 
 
 def _shown(value) -> str:
@@ -341,6 +343,8 @@ def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = Fa
     train_config = TrainConfig.from_saved(saved["training"])
     if epochs is not None:
         train_config = dataclasses.replace(train_config, epochs=epochs)
+    if (options or {}).get("threads") is not None:
+        train_config = dataclasses.replace(train_config, threads=options["threads"])
     _check_workers(train_config, collective)
     workers = 1 if collective is None else collective.cluster.count
     if saved["corpus"].get("workers", 1) != workers:
