@@ -1,4 +1,4 @@
-"""``nextword web MODEL.onnx [--port N]``: the browser client (clients/web) with a model, on 127.0.0.1.
+"""``nextword web MODEL.onnx [--port N] [--trust KEY.pub]``: the browser client (clients/web) with a model, on 127.0.0.1.
 
     nextword web models/default/model.onnx
     # nextword web: serving clients/web with model.onnx at http://127.0.0.1:8000/?model=model/model.onnx
@@ -24,7 +24,9 @@ ORT_DIST = Path("node_modules") / "onnxruntime-web" / "dist"
 MODEL_ROUTE = "/model/"
 #: Types the page needs that Python's mimetypes may lack or guess differently per platform.
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html",
-         ".onnx": "application/octet-stream", ".json": "application/json"}
+         ".onnx": "application/octet-stream", ".json": "application/json", ".pub": "text/plain"}
+#: Where the page finds the trusted public key of ``--trust`` (beside the model).
+TRUST_NAME = "trusted.pub"
 
 
 def add_parser(subparsers) -> None:
@@ -34,6 +36,9 @@ def add_parser(subparsers) -> None:
                                           "address to open. Ctrl-C stops it.")
     p.add_argument("model", metavar="MODEL.onnx", help="an .onnx file written by `nextword export`")
     p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0: any free port)")
+    p.add_argument("--trust", metavar="KEY.pub",
+                   help="an Ed25519 public key (`nextword keygen`): the page then loads only files signed with it, "
+                        "this one and any it is given")
     p.add_argument("--client", metavar="DIR", default=None,
                    help=f"the web client's folder (default: clients/web of this checkout, {CLIENT_DIR})")
     p.set_defaults(run=run)
@@ -91,22 +96,25 @@ def serve(models: dict[str, Path], port: int, folder: Path) -> http.server.Threa
     return server
 
 
-def page_address(server, model_name: str) -> str:
-    """The page's address with ``?model=`` naming a served model."""
-    return f"http://127.0.0.1:{server.server_address[1]}/?model={urllib.parse.quote(model_route(model_name)[1:])}"
+def page_address(server, model_name: str, trust_name: str | None = None) -> str:
+    """The page's address with ``?model=`` naming a served model (and ``&trust=`` a served public key)."""
+    address = f"http://127.0.0.1:{server.server_address[1]}/?model={urllib.parse.quote(model_route(model_name)[1:])}"
+    return address + (f"&trust={urllib.parse.quote(model_route(trust_name)[1:])}" if trust_name else "")
 
 
 def run(args) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0 to 65535, got {args.port}")
     model = Path(args.model)
-    checked = read_model_file(model)  # one line for a missing, damaged or foreign file, before any server
+    # One line for a missing, damaged, foreign or (with --trust) unsigned file, before any server.
+    checked = read_model_file(model, trust=args.trust)
     if checked.format != "onnx":
         raise UsageError(f"{model} is a TFLite file; the browser client runs the ONNX file of the same export "
                          f"({model.with_suffix('.onnx').name}, or model.int8.onnx)")
     folder = client_dir(args.client)
-    server = serve({model.name: model}, args.port, folder)
-    address = page_address(server, model.name)
+    served = {model.name: model, **({TRUST_NAME: Path(args.trust)} if args.trust else {})}
+    server = serve(served, args.port, folder)
+    address = page_address(server, model.name, TRUST_NAME if args.trust else None)
     print(f"nextword web: serving {folder} with {model.name} at {address}", flush=True)
     print("open that address in a browser; Ctrl-C stops the server", flush=True)
     try:

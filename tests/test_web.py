@@ -22,10 +22,10 @@ import pytest
 
 from nextword import Predictor
 from nextword.tokenizer import KERAS_FILTERS, Tokenizer, TokenizerConfig
-from nextword.web_cli import CLIENT_DIR
+from nextword.web_cli import CLIENT_DIR, page_address
 
 from browser import browser_session, call, missing, open_page, page_suggest, served, strip_words
-from conftest import user_env
+from conftest import run_cli, user_env
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
@@ -269,6 +269,66 @@ def test_bad_files_show_one_clear_line_and_the_page_still_works(browser, exporte
         missing_page = open_page(browser, server, "nowhere.onnx", expect="error")  # a URL that is not there
         assert "HTTP 404" in missing_page.text_content("#error")
         assert page.errors == [] and missing_page.errors == []
+
+
+def test_a_trusted_key_admits_only_files_signed_with_it(browser, exported, tmp_path):
+    """As `--trust` in Python: with the app's public key, the page and `NextWord.load(..., {trust})` refuse an
+    unsigned file, one signed by another key and one whose signature was edited, each in one line."""
+    pytest.importorskip("cryptography")
+    from nextword.export import onnx_format
+    from nextword.signing import generate, load_private_key
+
+    _, models, _ = exported
+    keys = {name: generate(tmp_path / name) for name in ("release", "other")}
+    plain = (models / "model.int8.onnx").read_bytes()
+    signed = onnx_format.signed(plain, load_private_key(keys["release"][0]))
+    record_at = signed.rindex(b'"signature": "') + len(b'"signature": "')
+    edited = bytearray(signed)
+    edited[record_at] = ord("0") if edited[record_at] != ord("0") else ord("1")
+    files = {"signed.onnx": signed, "plain.onnx": plain,
+             "other.onnx": onnx_format.signed(plain, load_private_key(keys["other"][0])), "edited.onnx": bytes(edited)}
+    (tmp_path / "signed.onnx").write_bytes(signed)
+    script = """
+        const { NextWord } = await import("./nextword.js");
+        const decode = (b64) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+        const out = {};
+        for (const [name, b64] of Object.entries(data.files)) {
+          try {
+            const model = await NextWord.load(decode(b64), { trust: data.trust });
+            out[name] = model.trusted ? "trusted" : "untrusted";
+          } catch (err) { out[name] = `${err.name}: ${err.message}`; }
+        }
+        try { await NextWord.load(decode(data.files["signed.onnx"]), { trust: "not a key" }); }
+        catch (err) { out.badKey = err.message; }
+        return out;"""
+    import base64
+
+    payload = {"files": {name: base64.b64encode(data).decode("ascii") for name, data in files.items()},
+               "trust": keys["release"][1].read_text()}
+    with served({"signed.onnx": tmp_path / "signed.onnx", "trusted.pub": keys["release"][1],
+                 "other.pub": keys["other"][1]}) as server:
+        blank = open_page(browser, server)
+        said = call(blank, script, payload)
+        assert said["signed.onnx"] == "trusted"
+        assert said["plain.onnx"] == "NextWordError: the model is not signed, and a trusted key was given: this app " \
+                                     "only runs the models it shipped (export them with --sign)"
+        assert "signed by another key" in said["other.onnx"] and "does not match its content" in said["edited.onnx"]
+        assert "not a PEM public key" in said["badKey"]
+        page = browser.new_page()
+        page.goto(page_address(server, "signed.onnx", "trusted.pub"))
+        page.wait_for_selector("body[data-state=ready]", timeout=120_000)
+        assert "signature verified" in page.text_content("#status")
+        page.set_input_files("#file", files=[{"name": "plain.onnx", "mimeType": "application/octet-stream",
+                                              "buffer": plain}])  # a file the user picks is held to the key too
+        page.wait_for_selector("body[data-state=error]", timeout=60_000)
+        assert "is not signed" in page.text_content("#error")
+        foreign = browser.new_page()
+        foreign.goto(page_address(server, "signed.onnx", "other.pub"))
+        foreign.wait_for_selector("body[data-state=error]", timeout=120_000)
+        assert "signed by another key" in foreign.text_content("#error")
+        assert blank.errors == []
+    refused = run_cli("web", str(tmp_path / "signed.onnx"), "--trust", str(keys["other"][1]), "--port", "0")
+    assert refused.returncode != 0 and "signed by another key" in refused.stderr and "Traceback" not in refused.stderr
 
 
 # ------------------------------------------------------------------------------------------ parity

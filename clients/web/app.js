@@ -2,7 +2,8 @@
 //
 // The strip is a keyboard session (one model step per new word, as the Python keyboard), kept in step with
 // the text before the caret: words that changed are backspaced, new ones fed, and an unfinished last word
-// is completed. The model comes from `?model=URL` or the file chooser.
+// is completed. The model comes from `?model=URL` or the file chooser; `?trust=URL` admits only files signed
+// with that public key.
 
 import * as ort from "onnxruntime-web";
 import { HISTORY, NextWord, NextWordError } from "./nextword.js";
@@ -41,14 +42,14 @@ async function load(source, name) {
   text.disabled = true;
   try {
     const started = performance.now();
-    const loaded = await NextWord.load(source);
+    const loaded = await NextWord.load(source, { trust: await trustedKey() });
     model = loaded;
     session = model.session();
     const m = model.config.model;
     const precision = model.config.precision ?? "float32";
     status.textContent = `${name}: ${m.vocab_size.toLocaleString()} words, window ${m.window}, ${precision}, `
       + `${(model.bytes / 1e6).toFixed(2)} MB, loaded in ${Math.round(performance.now() - started)} ms `
-      + "(ONNX Runtime Web, wasm)";
+      + `(ONNX Runtime Web, wasm)${model.trusted ? ", signature verified" : ""}`;
     text.disabled = false;
     setState("ready");
     text.focus();
@@ -154,7 +155,23 @@ file.addEventListener("change", () => {
   if (chosen) load(chosen, chosen.name);
 });
 
-const url = new URLSearchParams(location.search).get("model");
+// `?trust=URL`: the app's public key (`nextword keygen`'s NAME.pub); every model, from the URL or the file chooser,
+// must then be signed with it (`nextword export --sign`), as `--trust` in the Python runtime.
+const params = new URLSearchParams(location.search);
+let trustFetch = null;
+function trustedKey() {
+  const where = params.get("trust");
+  if (!where) return Promise.resolve(null);
+  trustFetch ??= fetch(where).then(async (response) => {
+    if (!response.ok) throw new NextWordError(`cannot fetch the trusted key at ${where}: HTTP ${response.status}`);
+    return response.text();
+  }, (err) => {
+    throw new NextWordError(`cannot fetch the trusted key at ${where} (${err.message})`);
+  });
+  return trustFetch;
+}
+
+const url = params.get("model");
 if (url) load(url, url.split("/").pop());
 
 // For tests and the console: the loaded model (NextWord) once ready.

@@ -213,5 +213,66 @@ export async function readModelFile(bytes) {
   if ((special.pad ?? 0) !== 0 || (special.unk ?? null) !== tokenizer.unkId || (special.eos ?? null) !== tokenizer.eosId) {
     throw new NextWordError(`the config's special ids disagree with the vocabulary; ${EXPORT_AGAIN}`);
   }
-  return { config, tokenizer, checksum: actual, signed, bytes };
+  return { config, tokenizer, checksum: actual, signed, signature: signed ? props.get(KEYS.signature).value : null,
+    bytes };
+}
+
+// ----------------------------------------------------------------------------- signatures
+// As nextword.signing: an app that ships its models signed refuses every other one. What is signed is the
+// file's checksum, prefixed, with Ed25519; the record names the key by the sha256 of its raw 32 bytes.
+const SIGNED_PREFIX = "nextword.model.signature.v1\n";
+const MAX_SIGNATURE_BYTES = 4096;
+const KEYGEN = "give the .pub file `nextword keygen` wrote";
+
+async function trustedKey(trust) {
+  let pem = trust;
+  if (typeof trust !== "string") {
+    const bytes = trust instanceof Uint8Array ? trust : new Uint8Array(trust);
+    pem = new TextDecoder().decode(bytes);
+  }
+  const match = /-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]+)-----END PUBLIC KEY-----/.exec(pem);
+  if (!match) throw new NextWordError(`the trusted key is not a PEM public key; ${KEYGEN}`);
+  const der = Uint8Array.from(atob(match[1].replace(/\s+/g, "")), (ch) => ch.charCodeAt(0));
+  let key;
+  try {
+    key = await crypto.subtle.importKey("spki", der, { name: "Ed25519" }, true, ["verify"]);
+  } catch (err) {
+    throw new NextWordError(`the trusted key is not an Ed25519 public key (${err.name}); ${KEYGEN}`);
+  }
+  return { key, id: await sha256Hex(new Uint8Array(await crypto.subtle.exportKey("raw", key))) };
+}
+
+/**
+ * Refuse a model not signed with the trusted key (throws NextWordError, one line).
+ * @param model what readModelFile returned
+ * @param trust the trusted Ed25519 public key: the PEM text `nextword keygen` writes to NAME.pub, or its bytes
+ */
+export async function verifySignature(model, trust) {
+  const { key, id } = await trustedKey(trust);
+  if (model.signature === null) {
+    throw new NextWordError("the model is not signed, and a trusted key was given: this app only runs the models "
+      + "it shipped (export them with --sign)");
+  }
+  let record = null;
+  try {
+    record = model.signature.length <= MAX_SIGNATURE_BYTES ? JSON.parse(model.signature) : null;
+  } catch {
+    record = null;
+  }
+  if (!record || record.algorithm !== "ed25519" || typeof record.signature !== "string"
+      || typeof record.key_sha256 !== "string") {
+    throw new NextWordError("its signature record is not a nextword ed25519 signature; the file was damaged or "
+      + "edited, use the file as it was shipped");
+  }
+  if (record.key_sha256 !== id) {
+    throw new NextWordError(`the model was signed by another key (sha256 ${record.key_sha256.slice(0, 12)}...), `
+      + "not the trusted one: refused");
+  }
+  const hex = /^[0-9a-f]{128}$/.test(record.signature) ? record.signature : "";
+  const signature = Uint8Array.from(hex.match(/../g) ?? [], (pair) => parseInt(pair, 16));
+  const signed = new TextEncoder().encode(SIGNED_PREFIX + model.checksum);
+  if (!hex || !(await crypto.subtle.verify({ name: "Ed25519" }, key, signature, signed))) {
+    throw new NextWordError("its signature does not match its content; the file was edited after it was signed, "
+      + "refused");
+  }
 }

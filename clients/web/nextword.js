@@ -13,10 +13,10 @@
 // a bundler resolves it.
 
 import * as ort from "onnxruntime-web";
-import { NextWordError, readModelFile } from "./modelfile.js";
+import { NextWordError, readModelFile, verifySignature } from "./modelfile.js";
 import { Tokenizer, pySplit } from "./tokenizer.js";
 
-export { NextWordError, Tokenizer, readModelFile };
+export { NextWordError, Tokenizer, readModelFile, verifySignature };
 
 /** Ids a session keeps beyond the window (a backspace past the window's start restores older words). */
 export const HISTORY = 1024;
@@ -189,10 +189,12 @@ export class NextWord {
   /**
    * Load a nextword .onnx file: metadata read and checksum verified before ONNX Runtime sees it, then one probe.
    * @param source a URL, or the file's bytes (Uint8Array, ArrayBuffer, Blob/File)
-   * @param options {ort: InferenceSession options}
+   * @param options {ort: InferenceSession options, trust: an Ed25519 public key (PEM text or bytes, `nextword
+   *   keygen`'s NAME.pub): only a file signed with it loads (`nextword export --sign`)}
    */
   static async load(source, options = {}) {
     const model = await readModelFile(await fetchBytes(source));
+    if (options.trust !== undefined && options.trust !== null) await verifySignature(model, options.trust);
     let session;
     try {
       session = await ort.InferenceSession.create(model.bytes, { executionProviders: ["wasm"], ...(options.ort ?? {}) });
@@ -207,6 +209,7 @@ export class NextWord {
       }
     }
     const nw = new NextWord(model, new Engine(session, model.config));
+    nw.trusted = options.trust !== undefined && options.trust !== null;
     await nw.probe();
     return nw;
   }
