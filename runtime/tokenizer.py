@@ -150,11 +150,17 @@ class Tokenizer:
     def fit(cls, lines: Iterable[str], config: TokenizerConfig | None = None) -> Tokenizer:
         """Build the vocabulary from lines of text (an iterable, read once)."""
         config = config or TokenizerConfig()
+        return cls.from_counts(cls.count(lines, config), config)
+
+    @classmethod
+    def count(cls, lines: Iterable[str], config: TokenizerConfig | None = None) -> Counter[str]:
+        """Counts of the tokens of lines of text, in first-occurrence order (what ``fit`` ranks; a distributed
+        plan adds every worker's counts before ranking)."""
         counts: Counter[str] = Counter()
-        splitter = cls((), config)
+        splitter = cls((), config or TokenizerConfig())
         for line in lines:
             counts.update(splitter.split(line))
-        return cls.from_counts(counts, config)
+        return counts
 
     @classmethod
     def from_counts(cls, counts: Counter[str], config: TokenizerConfig | None = None) -> Tokenizer:

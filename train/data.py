@@ -81,11 +81,7 @@ class TrainingData:
 
     def word_counts(self, config: TokenizerConfig) -> Counter:
         """Counts of the training lines' tokens, in first-occurrence order (what ``Tokenizer.fit`` counts)."""
-        counts: Counter[str] = Counter()
-        splitter = Tokenizer((), config)
-        for line in self.train_lines():
-            counts.update(splitter.split(line))
-        return counts
+        return Tokenizer.count(self.train_lines(), config)
 
     def fit_tokenizer(self, config: TokenizerConfig) -> Tokenizer:
         tokenizer = Tokenizer.fit(self.train_lines(), config)
