@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from nextword.contract import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_SIGNATURE_KEY,
-                               ONNX_VOCAB_KEY, PRECISIONS as _PRECISIONS, SEQUENCE)
-from nextword.modelfile import ONNX_METADATA_PROPS, length_delimited, onnx_digest, onnx_metadata_props
-from nextword.signing import sign_digest
+from nextword.contract import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, PRECISIONS as _PRECISIONS, SEQUENCE)
+from nextword.modelfile import onnx_digest, onnx_metadata_props
+from nextword.sign_cli import signed_onnx
 
 PRECISIONS = _PRECISIONS["onnx"]
 OPSET = 17
@@ -192,10 +191,7 @@ def nodes(graph):
 def signed(data: bytes, private_key) -> bytes:
     """The file with a ``nextword.signature`` metadata_props entry (a signature of its checksum,
     ``nextword.signing``) appended as its last field: the checksum still covers every byte before it."""
-    digest = onnx_metadata_props(data)[ONNX_DIGEST_KEY][0]
-    record = sign_digest(private_key, digest).to_bytes()
-    entry = length_delimited(1, ONNX_SIGNATURE_KEY.encode("utf-8")) + length_delimited(2, record)
-    return data + length_delimited(ONNX_METADATA_PROPS, entry)
+    return signed_onnx(data, private_key)
 
 
 def with_metadata(proto: onnx.ModelProto, vocab_text: str, config_json: str) -> bytes:

@@ -9,19 +9,16 @@ Python reads with ``zipfile``. Both interpreters load such a file unchanged.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import flatbuffers
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
-from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, FORMS, PRECISIONS as _PRECISIONS, SIGNATURE_NAME,
-                               TFLITE_CHECKSUM_COVERS, VOCAB_NAME)
-from nextword.modelfile import tflite_digest, zip_start
-from nextword.signing import sign_digest
+from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, FORMS, PRECISIONS as _PRECISIONS, TFLITE_CHECKSUM_COVERS, VOCAB_NAME)
+from nextword.modelfile import associated_files_zip, tflite_digest, zip_start  # noqa: F401 (tests import it here)
+from nextword.sign_cli import signed_tflite
 from nextword.export.tflite_quantize import quantize_weights
 
 PRECISIONS = _PRECISIONS["tflite"]
@@ -103,26 +100,9 @@ def with_associated_files(flatbuffer: bytes, vocab_text: str, config: dict) -> b
     return flatbuffer + associated_files_zip(vocab_text, dump(digest))
 
 
-def associated_files_zip(vocab_text: str, config_json: str, signature: bytes | None = None) -> bytes:
-    """Stored (uncompressed) so a device can map the files straight out of the model."""
-    out = io.BytesIO()
-    members = [(VOCAB_NAME, vocab_text.encode("utf-8")), (CONFIG_NAME, config_json.encode("utf-8"))]
-    if signature is not None:
-        members.append((SIGNATURE_NAME, signature))
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, data in members:
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # fixed: same model, same bytes
-            archive.writestr(info, data)
-    return out.getvalue()
-
-
 def signed(data: bytes, private_key) -> bytes:
     """The file with a signature of its checksum (``nextword.signing``) as a third member, ``nextword.sig``."""
-    start = zip_start(data)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        vocab_text, config_text = archive.read(VOCAB_NAME).decode("utf-8"), archive.read(CONFIG_NAME).decode("utf-8")
-    signature = sign_digest(private_key, json.loads(config_text)["checksum"]["sha256"])
-    return data[:start] + associated_files_zip(vocab_text, config_text, signature.to_bytes())
+    return signed_tflite(data, private_key)
 
 
 def builtin_ops(flatbuffer: bytes) -> list[str]:

@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "eval": "nextword.eval_cli",
     "bench": "nextword.bench_cli",
     "keygen": "nextword.keygen_cli",
+    "sign": "nextword.sign_cli",
     "profile": "nextword.profile_cli",
     "web": "nextword.web_cli",
 }

@@ -109,6 +109,19 @@ def read_model_file(path: str | Path, *, trust=None) -> ModelFile:
 
 
 # ------------------------------------------------------------------- TFLite
+def associated_files_zip(vocab_text: str, config_json: str, signature: bytes | None = None) -> bytes:
+    """A TFLite file's associated files (vocabulary, config, signature), stored (uncompressed) so a device can
+    map them straight out of the model, with fixed dates: the same model gives the same bytes."""
+    out = io.BytesIO()
+    members = [(VOCAB_NAME, vocab_text.encode("utf-8")), (CONFIG_NAME, config_json.encode("utf-8"))]
+    if signature is not None:
+        members.append((SIGNATURE_NAME, signature))
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members:
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return out.getvalue()
+
+
 def zip_start(data: bytes) -> int | None:
     """Offset where an appended zip archive begins (the flatbuffer's length), from its end record."""
     eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))

@@ -21,6 +21,8 @@ from nextword.modelfile import (_onnx_signature_start, onnx_digest, onnx_metadat
                                 zip_start)
 from nextword.signing import generate, load_private_key  # noqa: E402
 
+from conftest import run_cli  # noqa: E402
+
 NAMES = ["model.int8.tflite", "model.onnx"]
 
 
@@ -129,3 +131,35 @@ def test_export_sign_and_predict_trust_on_the_command_line(exported, keys, tmp_p
     assert info["signature"]["verified"] is True
     assert cli.main(["export", str(run), "--out", str(tmp_path / "x"), "--sign", str(keys["release"][1])]) == 2
     assert "not an unencrypted PEM private key" in capsys.readouterr().err
+
+
+def test_sign_signs_exported_files_in_place_and_re_signs_them(exported, keys, tmp_path):
+    """`nextword sign FILES --key KEY`: what `export --sign` writes, for files exported unsigned; a second key
+    replaces the first signature; a damaged file is refused in one line and left as it was."""
+    _, models, _ = exported
+    files = []
+    for name in NAMES:
+        (tmp_path / name).write_bytes((models / name).read_bytes())
+        files.append(str(tmp_path / name))
+    result = run_cli("sign", *files, "--key", str(keys["release"][0]))
+    assert result.returncode == 0, result.stderr
+    for name in NAMES:
+        trusted = Predictor.load(tmp_path / name, trust=keys["release"][1])
+        assert trusted.model.trusted
+        plain = Predictor.load(models / name)
+        assert trusted.suggest("we want", 3) == plain.suggest("we want", 3)
+    assert run_cli("sign", *files, "--key", str(keys["other"][0])).returncode == 0  # re-signed: the other key's now
+    for name in NAMES:
+        assert Predictor.load(tmp_path / name, trust=keys["other"][1]).model.trusted
+        with pytest.raises(SignatureError, match="another key"):
+            Predictor.load(tmp_path / name, trust=keys["release"][1])
+    damaged = tmp_path / "damaged.onnx"
+    data = bytearray((models / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x10
+    damaged.write_bytes(bytes(data))
+    refused = run_cli("sign", str(damaged), "--key", str(keys["release"][0]))
+    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert damaged.read_bytes() == bytes(data) and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*NAMES, "damaged.onnx"])  # untouched, and no temporary file left
+    bad_key = run_cli("sign", files[0], "--key", str(keys["release"][1]))  # the public half is no signing key
+    assert bad_key.returncode != 0 and "private key" in bad_key.stderr
