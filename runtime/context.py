@@ -31,6 +31,18 @@ def window_ids(ids: Sequence[int], window: int) -> np.ndarray:
     return out
 
 
+def argmax_passes(scores: np.ndarray, count: int) -> tuple[list[int], list]:
+    """Positions and values of the ``count`` largest scores, best first, the first of equal ones first;
+    ``scores`` is overwritten (each value is read before its place is cleared)."""
+    best, values = [], []
+    for _ in range(min(count, len(scores))):
+        position = int(scores.argmax())
+        best.append(position)
+        values.append(scores[position])
+        scores[position] = -np.inf
+    return best, values
+
+
 class WordIndex:
     """The words a keyboard may suggest, sorted for prefix lookups, and the ranker over them.
 
@@ -112,13 +124,8 @@ class WordIndex:
         count = min(k, len(scores) if candidates is not None else len(self.ids))
         if count <= 0:
             return []
-        if count <= 8:
-            # A few argmax passes beat a partition of the whole vocabulary for a suggestion strip.
-            best = []
-            for _ in range(count):
-                index = int(scores.argmax())
-                best.append(index)
-                scores[index] = -np.inf
+        if count <= 8:  # a few argmax passes beat a partition of the whole vocabulary for a suggestion strip
+            best, _ = argmax_passes(scores, count)
         else:
             best = np.argpartition(-scores, count - 1)[:count]
             best = best[np.argsort(-scores[best], kind="stable")].tolist()

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nextword.context import WordIndex
+from nextword.context import WordIndex, argmax_passes
 from nextword.errors import NextwordError, UsageError
 from nextword.fileio import atomic_write_bytes
 
@@ -561,18 +561,13 @@ class Profile:
         if prefix:
             candidates = index.with_prefix(prefix)
             values = self._values(model_probs, candidates, mixing)
-            best = _argmax_passes(values.copy(), k)
-            return candidates[best].tolist(), (values[best] * w_model).tolist()
+            best, best_values = argmax_passes(values, k)
+            return candidates[best].tolist(), [float(value * w_model) for value in best_values]
         suggested_extras, hidden = self._ranking_view(index, len(model_probs))
         out = self._unscaled(model_probs, mixing, suggested_extras)
         np.copyto(out, -np.inf, where=hidden)
-        ids, values = [], []
-        for _ in range(min(k, len(index.ids))):
-            best = int(out.argmax())
-            ids.append(best)
-            values.append(float(out[best] * w_model))
-            out[best] = -np.inf
-        return ids, values
+        ids, values = argmax_passes(out, min(k, len(index.ids)))
+        return ids, [float(value * w_model) for value in values]
 
     def _ranking_view(self, index: WordIndex, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
         """(the extra words' ids that are suggested, a mask of every id that is not), until either changes."""
@@ -758,17 +753,6 @@ class Profile:
                 "words_learned": round(sum(self._children.get((), {}).values()) * factor, 1),
                 "blocked": sorted(self.blocked),
                 "mixing_weights": {b: {"model": w[0], "user": w[1], "recent": w[2]} for b, w in rounded.items()}}
-
-
-def _argmax_passes(scores: np.ndarray, k: int) -> list[int]:
-    """Positions of the ``k`` largest scores, best first, the first of equal ones first (as WordIndex.top);
-    ``scores`` is overwritten."""
-    best = []
-    for _ in range(min(k, len(scores))):
-        position = int(scores.argmax())
-        best.append(position)
-        scores[position] = -np.inf
-    return best
 
 
 def _entry_bytes(gram: tuple[str, ...]) -> int:

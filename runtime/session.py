@@ -145,19 +145,21 @@ class Session:
         (ids past the vocabulary are the profile's personal words)."""
         if self.profile is None:
             return self.probabilities(), self.predictor.words
-        context = [token for token, _, _ in self._typed[-(ORDER - 1):]]
-        return self.profile.mix(self.probabilities(), context), self.profile.index(self.predictor.words)
+        return self.profile.mix(self.probabilities(), self._user_context()), self.profile.index(self.predictor.words)
 
     def suggest(self, k: int = 3, prefix: str = "") -> list[Suggestion]:
         prefix = self.predictor.normalise_prefix(prefix)
         if self.profile is None:
             return self.predictor.rank(self.probabilities(), k, prefix)
         check_k(k)
-        context = [token for token, _, _ in self._typed[-(ORDER - 1):]]
-        ids, probs = self.profile.top(self.probabilities(), context, int(k), prefix, self.predictor.words)
+        ids, probs = self.profile.top(self.probabilities(), self._user_context(), int(k), prefix, self.predictor.words)
         return self.predictor.suggestions(ids, probs, self.profile.word)
 
     # ------------------------------------------------------------ internals
+    def _user_context(self) -> list[str]:
+        """The words the profile's n-gram reads before the next one (as typed, unknown words too)."""
+        return [token for token, _, _ in self._typed[-(ORDER - 1):]]
+
     def _state(self) -> tuple[np.ndarray, np.ndarray]:
         if self._steps and self._steps[-1] is not None:
             return self._steps[-1][1], self._steps[-1][2]

@@ -42,7 +42,7 @@ async function load(source, name) {
   text.disabled = true;
   try {
     const started = performance.now();
-    const loaded = await NextWord.load(source, { trust: await trustedKey() });
+    const loaded = await NextWord.load(source, { trust: await trustPem() });
     model = loaded;
     session = model.session();
     const m = model.config.model;
@@ -159,7 +159,7 @@ file.addEventListener("change", () => {
 // must then be signed with it (`nextword export --sign`), as `--trust` in the Python runtime.
 const params = new URLSearchParams(location.search);
 let trustFetch = null;
-function trustedKey() {
+function trustPem() {
   const where = params.get("trust");
   if (!where) return Promise.resolve(null);
   trustFetch ??= fetch(where).then(async (response) => {
