@@ -47,6 +47,17 @@ class RunDir:
         return {int(p.name[len("best-epoch-"):-len(".weights.h5")]): p
                 for p in self.checkpoints.glob("best-epoch-*.weights.h5")}
 
+    def saved_epochs(self) -> int:
+        """Epochs committed on disk (the state file is the commit point), 0 if none or unreadable.
+
+        What an interrupted run reports: the in-memory history may already hold an epoch whose
+        checkpoint was still being written when the signal came.
+        """
+        try:
+            return int(json.loads(self.state.read_text(encoding="utf-8"))["epoch"])
+        except (OSError, ValueError, TypeError, KeyError):
+            return 0
+
     def written_files(self) -> list[Path]:
         """Every file a run writes that exists here: what ``--overwrite`` may delete, and nothing else."""
         files = [self.model, self.config, self.report, self.history_plot, self.path / "vocab.txt",

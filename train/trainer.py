@@ -294,7 +294,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                 self.model.save_weights(tmp)
 
 
-def _interrupted_message(plan: RunPlan, checkpoint: EpochCheckpoint) -> str:
+def _interrupted_message(plan: RunPlan) -> str:
     """Ctrl-C, or SIGTERM on a distributed worker (``distributed.connect``): what is saved, how to go on."""
     run = plan.run
     if not plan.chief:  # only the chief writes checkpoints
@@ -302,7 +302,7 @@ def _interrupted_message(plan: RunPlan, checkpoint: EpochCheckpoint) -> str:
         return (f"interrupted: worker {cluster.index} of {cluster.count} stopped; the chief ({cluster.workers[0]}) "
                 "keeps the run's last completed epoch: start every worker again with `nextword train --out "
                 "RUN_DIR --resume` and the same --workers and --worker-index")
-    done = len(checkpoint.history.get("loss", []))
+    done = run.saved_epochs()
     if not done:
         return (f"interrupted before the first epoch ended; nothing to resume in {run.path}: "
                 f"start again with --overwrite")
@@ -310,10 +310,10 @@ def _interrupted_message(plan: RunPlan, checkpoint: EpochCheckpoint) -> str:
             f"continues, `nextword train --out {run.path} --finish` writes the model as it is now")
 
 
-def _worker_lost_message(plan: RunPlan, checkpoint: EpochCheckpoint, err: Exception) -> str:
+def _worker_lost_message(plan: RunPlan, err: Exception) -> str:
     """One line for the end of a distributed job: which engine error, what is saved, how to go on."""
     kind = type(err).__name__
-    done = len(checkpoint.history.get("loss", [])) if plan.chief else None
+    done = plan.run.saved_epochs() if plan.chief else None
     saved = (f"{done} epoch(s) are saved in {plan.run.path}" if done else "the chief holds the last completed "
              "epoch's checkpoint") if done is None or done else f"no epoch was completed in {plan.run.path}"
     return (f"a worker stopped or became unreachable during training ({kind} from the engine's collectives); "
@@ -394,9 +394,9 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
                                     initial_epoch=initial_epoch, steps=plan.worker_steps, callbacks=callbacks)
                 except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
                         tf.errors.AbortedError, tf.errors.InternalError) as err:
-                    raise WorkerLostError(_worker_lost_message(plan, checkpoint, err)) from None
+                    raise WorkerLostError(_worker_lost_message(plan, err)) from None
         except KeyboardInterrupt:
-            raise Interrupted(_interrupted_message(plan, checkpoint)) from None
+            raise Interrupted(_interrupted_message(plan)) from None
     fit_seconds = time.perf_counter() - fit_started
     if not plan.chief:  # the chief writes the model and the report
         return TrainResult({}, model, tokenizer, model_config)
