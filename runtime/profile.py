@@ -104,7 +104,7 @@ class Profile:
         self._tokenizer = None
         self._version = 0  # bumps when the suggestable words change (the word index is rebuilt)
         self._unigram_changes = 0  # bumps when a unigram count (or a sent count) changes
-        self._shares_key = self._view_key = None
+        self._shares_key = self._view_key = self._parts_key = self._parts_of = None
         self._scratch = np.zeros(0, np.float32)  # ``_values``' buffer
         self._rebuild_structure()
 
@@ -418,6 +418,18 @@ class Profile:
             weight *= RECENT_DECAY
         self._recent_arrays = (np.fromiter(weights, np.int64, len(weights)),
                                np.fromiter(weights.values(), np.float64, len(weights)) / (total or 1.0))
+        self._recent_parts: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _recent_part(self, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 values) of the recent words scaled by ``ratio`` (w_recent / w_model): one per
+        evidence bucket, kept until the next message (every word of a message reuses them)."""
+        part = self._recent_parts.get(ratio)
+        if part is None:
+            if len(self._recent_parts) > 32:  # (one per bucket until a message is learned: only a bound)
+                self._recent_parts.clear()
+            ids, weights = self._recent_arrays
+            part = self._recent_parts[ratio] = (ids, (ratio * weights).astype(np.float32))
+        return part
 
     def _context(self, tokens: Sequence[str]) -> tuple[str, ...]:
         history = [START] * (ORDER - 1) + [t for t in tokens if t]
@@ -474,17 +486,18 @@ class Profile:
         Witten-Bell, unrolled: each level is (counts + T * lower) / (C + T), so the unigram vector enters once
         with the product of the levels' T / (C + T), and each level's few counts are added sparsely with the
         product of the levels above it."""
-        total = self._totals.get((), 0.0)
+        totals = self._totals
+        total = totals.get((), 0.0)
         if not total:
             return 1.0, 0.0, 0.0, []
         levels = self._levels(self._context(context_tokens))
         order, ctx = levels[-1]
-        w_model, w_user, w_recent = self.weights(_bucket(order, self._totals[ctx] * self._factor()))
-        coefficients, above = [], w_user
-        for order, ctx in reversed(levels[1:]):
+        w_model, w_user, w_recent = self.weights(_bucket(order, totals[ctx] * self._factor()))
+        coefficients, above, scale = [], w_user, self._scale
+        for _, ctx in reversed(levels[1:]):
             ids, counts = self._child_arrays(ctx)
-            types = len(ids) * self._scale
-            denominator = self._totals[ctx] + types
+            types = len(ids) * scale
+            denominator = totals[ctx] + types
             coefficients.append((ids, counts, above / denominator))
             above *= types / denominator
         return w_model, w_recent, above / total, coefficients
@@ -497,7 +510,7 @@ class Profile:
         key = (self._unigram_changes, self._sent_total, len(self.sent))
         if self._shares_key != key:
             shares = self._sent_vector / (self._sent_total + len(self.sent))
-            self._shares, self._shares_key = (shares, 1.0 - shares.sum()), key
+            self._shares, self._shares_key = (shares.astype(np.float32), 1.0 - shares.sum()), key
         return self._shares
 
     def mix(self, model_probs: np.ndarray, context_tokens: Sequence[str]) -> np.ndarray:
@@ -516,37 +529,43 @@ class Profile:
         (float32, the model's ids then the extra words). Ranking needs no more (w_model > 0 scales every word
         alike), and it is two passes over the vocabulary: the unigram vector U scaled, then the model's
         probabilities added; the n-gram levels above the unigram and the recent words are sparse.
-        ``extras``: only these extra words are computed (the others hold no value), else all of them."""
+        ``extras``: only these extra words are computed and the others are -inf (never ranked), else all."""
         w_model, w_recent, unigram, levels = mixing
         vocab_size = len(model_probs)
         out = np.empty(vocab_size + len(self._extra), np.float32)
         learned = self._totals.get((), 0.0)
         factor = np.float32(unigram / w_model)
-        if extras is None:
-            extras = np.arange(vocab_size, len(out))
-            if learned:
-                np.multiply(self._unigram_buffer[vocab_size: len(out)], factor, out=out[vocab_size:])
+        if len(out) > vocab_size:
+            shares = self._unknown_shares(self.tokenizer.unk_id)
+            if extras is None:
+                place, counts = slice(vocab_size, None), self._unigram_buffer[vocab_size: len(out)]
+                shared = None if shares is None else shares[0]
             else:
-                out[vocab_size:] = 0.0
-        else:
-            out[vocab_size:] = 0.0  # (no value, but nothing the sparse parts add to overflows)
-            if learned:
-                out[extras] = self._unigram_buffer[extras] * factor
+                out[vocab_size:] = -np.inf  # (the sparse parts below add to it and it stays -inf)
+                place, (counts, shared) = extras, self._extra_parts(extras, shares)
+            values = counts * factor if learned else np.zeros(len(counts), np.float32)
+            if shared is not None:
+                values += model_probs[self.tokenizer.unk_id] * shared
+            out[place] = values
         if learned:
             np.multiply(self._unigram_buffer[:vocab_size], factor, out=out[:vocab_size])
             out[:vocab_size] += model_probs
-        else:
-            out[:vocab_size] = model_probs
-        unk = self.tokenizer.unk_id
-        shares = self._unknown_shares(unk)
-        if shares is not None and len(extras):
-            out[extras] += model_probs[unk] * shares[0][extras - vocab_size]
-        if learned:
             for ids, counts, coefficient in levels:
                 out[ids] += (coefficient / w_model) * counts  # (ids of one context are distinct)
-            ids, weights = self._recent_arrays
-            out[ids] += (w_recent / w_model) * weights
+            ids, added = self._recent_part(w_recent / w_model)
+            out[ids] += added
+        else:
+            out[:vocab_size] = model_probs
         return out
+
+    def _extra_parts(self, extras: np.ndarray, shares) -> tuple[np.ndarray, np.ndarray | None]:
+        """(unigram counts, ``<unk>`` shares) of these extra words (the suggested ones), gathered once and
+        kept until a word is learned or the suggested words change."""
+        key = (self._unigram_changes, self._shares_key)
+        if self._parts_key != key or self._parts_of is not extras:
+            shared = None if shares is None else shares[0][extras - self.tokenizer.vocab_size]
+            self._parts, self._parts_key, self._parts_of = (self._unigram_buffer[extras], shared), key, extras
+        return self._parts
 
     def top(self, model_probs: np.ndarray, context_tokens: Sequence[str], k: int, prefix: str,
             base: WordIndex) -> tuple[list[int], list[float]]:
@@ -565,16 +584,17 @@ class Profile:
             return candidates[best].tolist(), [float(value * w_model) for value in best_values]
         suggested_extras, hidden = self._ranking_view(index, len(model_probs))
         out = self._unscaled(model_probs, mixing, suggested_extras)
-        np.copyto(out, -np.inf, where=hidden)
+        out[hidden] = -np.inf
         ids, values = argmax_passes(out, min(k, len(index.ids)))
         return ids, [float(value * w_model) for value in values]
 
     def _ranking_view(self, index: WordIndex, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(the extra words' ids that are suggested, a mask of every id that is not), until either changes."""
+        """(the extra words' ids that are suggested, the model's ids that are not: special and blocked), until
+        either changes. (``_unscaled`` leaves the extra words that are not suggested at -inf.)"""
         if self._view_key != (index, len(self._extra)):
-            hidden = np.ones(vocab_size + len(self._extra), bool)
-            hidden[index.ids] = False
-            self._view = (index.ids[index.ids >= vocab_size], hidden)
+            hidden = np.ones(vocab_size, bool)
+            hidden[index.ids[index.ids < vocab_size]] = False
+            self._view = (index.ids[index.ids >= vocab_size], np.flatnonzero(hidden))
             self._view_key = (index, len(self._extra))
         return self._view
 
@@ -602,7 +622,7 @@ class Profile:
             scratch = self._scratch = np.zeros(len(self._unigram_buffer), np.float32)
         scratch[ids] = values
         sparse = [(ids, (coefficient / w_model) * counts) for ids, counts, coefficient in levels]
-        sparse.append((self._recent_arrays[0], (w_recent / w_model) * self._recent_arrays[1]))
+        sparse.append(self._recent_part(w_recent / w_model))
         for level_ids, added in sparse:
             scratch[level_ids] += added  # as ``_unscaled`` adds them
         values = scratch[ids]
@@ -617,7 +637,7 @@ class Profile:
         if cached is None:
             children = self._children[context]
             cached = (np.fromiter((self._ext_id(w) for w in children), np.int64, len(children)),
-                      np.fromiter(children.values(), np.float64, len(children)))
+                      np.fromiter(children.values(), np.float32, len(children)))
             self._arrays[context] = cached
         return cached
 
