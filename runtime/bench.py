@@ -10,8 +10,8 @@ For every model file and every installed engine that can run it (one thread unle
   a call reads its whole context), of a session's per-word ``feed`` + ``suggest`` (step form), and of the
   raw engine calls alone (window batch 1, one step); ``suggest()`` p50 by context length (1, 3, 5, 10 words
   and the full window, fresh);
-- the session word again with a user profile of 1 MB (personal words and the user n-gram mixed in), and
-  the time to load that profile;
+- the session word again with a user profile of 1 MB (personal words and the user n-gram mixed in; the two
+  measured in turns, ``SESSION_TURNS`` of each), and the time to load that profile;
 - batch throughput of ``suggest_batch`` (contexts per second);
 - file size.
 A training run directory adds the Keras reference row (``model(x)`` and ``model.predict(x)``, batch 1,
@@ -82,6 +82,24 @@ def cold_start(path: Path, engine: str, threads: int) -> dict:
             "tensorflow_loaded": tf_loaded == "True"}
 
 
+#: Turns of the session-word measure (each ``repeats`` words without a profile, then as many with one).
+SESSION_TURNS = 3
+
+
+def session_words(session, words: list[str], repeats: int) -> list[float]:
+    """Milliseconds of each of ``repeats`` words typed in ``session``: feed the word, rank a strip of 3
+    (a new message when the window is nearly full)."""
+    window, it = session.predictor.config.window, iter(words * (repeats // len(words) + 2))
+
+    def one_word():
+        if len(session.words) >= window - 2:
+            session.reset()
+        session.feed(next(it))
+        session.suggest(3)
+
+    return timed(one_word, repeats)
+
+
 def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
     model = read_model_file(path)
     predictor = Predictor.load(path, engine=engine, threads=threads)
@@ -97,18 +115,14 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
     predictor.remember_contexts = False
     suggest_fresh = timed(lambda it=iter(texts * 2): predictor.suggest(next(it)), repeats)
 
-    session = predictor.session()
-
-    def one_word(it=iter(words * (repeats // len(words) + 2))):
-        if len(session.words) >= config.window - 2:
-            session.reset()
-        session.feed(next(it))
-        session.suggest(3)
-
-    session_word = timed(one_word, repeats)
+    # A session word with and without a 1 MB profile (the same words, suggestions mixed with the profile's),
+    # measured in turns in the same process so that the ratio compares like with like (one pass of each gave
+    # ratios up to 0.09 apart from one run to the next on a quiet machine).
     profile, profile_load_ms = full_profile(predictor)
-    session = predictor.session(profile, incognito=True)  # the same words, suggestions mixed with the profile's
-    session_word_profile = timed(lambda it=iter(words * (repeats // len(words) + 2)): one_word(it), repeats)
+    session_word, session_word_profile = [], []
+    for _ in range(SESSION_TURNS):
+        session_word += session_words(predictor.session(), words, repeats)
+        session_word_profile += session_words(predictor.session(profile, incognito=True), words, repeats)
     # What a context of n words costs: the sequence form runs n steps (the window form all of them).
     by_length = {}
     for count in sorted({n for n in (1, 3, 5, 10) if n < config.window} | {config.window}):

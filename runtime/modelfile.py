@@ -295,7 +295,7 @@ def onnx_digest(data: bytes, span: tuple[int, int]) -> str:
 def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str, Signature | None]:
     try:
         props = onnx_metadata_props(data)
-        signed_end = _onnx_signature_start(data) if ONNX_SIGNATURE_KEY in props else len(data)
+        signed_end = onnx_signature_start(data) if ONNX_SIGNATURE_KEY in props else len(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise ChecksumError(f"{path}: ONNX file is truncated or damaged ({err}); re-export or re-copy it") from None
     if ONNX_CONFIG_KEY not in props or ONNX_VOCAB_KEY not in props:
@@ -318,7 +318,7 @@ def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str, Si
             signature)
 
 
-def _onnx_signature_start(data: bytes) -> int | None:
+def onnx_signature_start(data: bytes) -> int | None:
     """Where the signature's metadata_props entry begins, if it is the file's last top-level field (else None):
     the checksum covers every byte before it."""
     previous_end = last_start = 0

@@ -490,14 +490,22 @@ class Profile:
         total = totals.get((), 0.0)
         if not total:
             return 1.0, 0.0, 0.0, []
-        levels = self._levels(self._context(context_tokens))
-        order, ctx = levels[-1]
-        w_model, w_user, w_recent = self.weights(_bucket(order, totals[ctx] * self._factor()))
+        # The levels above the unigram (as ``_levels``), shortest first, each one dictionary lookup when cached.
+        context, arrays, seen = self._context(context_tokens), self._arrays, []
+        for start in range(len(context) - 1, -1, -1):
+            ctx = context[start:]
+            level = arrays.get(ctx)
+            if level is None:
+                if START in ctx[1:] or totals.get(ctx, 0.0) <= 0:
+                    break
+                level = self._child_arrays(ctx)
+            seen.append(level)
+        bucket = _bucket(len(seen) + 1, seen[-1][2] * self._factor()) if seen else "1"
+        w_model, w_user, w_recent = self.weights(bucket)
         coefficients, above, scale = [], w_user, self._scale
-        for _, ctx in reversed(levels[1:]):
-            ids, counts = self._child_arrays(ctx)
+        for ids, counts, context_total in reversed(seen):
             types = len(ids) * scale
-            denominator = totals[ctx] + types
+            denominator = context_total + types
             coefficients.append((ids, counts, above / denominator))
             above *= types / denominator
         return w_model, w_recent, above / total, coefficients
@@ -631,13 +639,14 @@ class Profile:
             scratch[level_ids] = 0.0
         return values
 
-    def _child_arrays(self, context: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, scaled counts) of a context's continuations, cached until the context learns again."""
+    def _child_arrays(self, context: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, float]:
+        """(ids, scaled counts, scaled total) of a context's continuations, cached until the context learns
+        again (``_add``) or the n-grams are rebuilt."""
         cached = self._arrays.get(context)
         if cached is None:
             children = self._children[context]
             cached = (np.fromiter((self._ext_id(w) for w in children), np.int64, len(children)),
-                      np.fromiter(children.values(), np.float32, len(children)))
+                      np.fromiter(children.values(), np.float32, len(children)), self._totals[context])
             self._arrays[context] = cached
         return cached
 
@@ -688,7 +697,7 @@ class Profile:
     def _rebuild_structure(self) -> None:
         """Totals, size and extra words, from the n-grams (after load, bind, block, prune)."""
         self._totals = {context: sum(words.values()) for context, words in self._children.items()}
-        self._arrays: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._arrays: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, float]] = {}
         self._bytes = sum(len(words) * (sum(map(len, context)) + len(context) + 13) + sum(map(len, words))
                           for context, words in self._children.items())
         self._rebuild_words()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nextword.contract import CONFIG_NAME, ONNX_DIGEST_KEY, ONNX_SIGNATURE_KEY, VOCAB_NAME
 from nextword.fileio import atomic_write_bytes
-from nextword.modelfile import (ONNX_METADATA_PROPS, _onnx_signature_start, associated_files_zip, length_delimited,
+from nextword.modelfile import (ONNX_METADATA_PROPS, onnx_signature_start, associated_files_zip, length_delimited,
                                 onnx_metadata_props, read_model_file, zip_start)
 from nextword.signing import sign_digest
 
@@ -46,7 +46,7 @@ def signed_tflite(data: bytes, private_key) -> bytes:
 def signed_onnx(data: bytes, private_key) -> bytes:
     """The file with a ``nextword.signature`` metadata_props entry as its last field (one already there is
     replaced): the checksum covers every byte before it."""
-    start = _onnx_signature_start(data)
+    start = onnx_signature_start(data)
     if start is not None:
         data = data[:start]
     record = sign_digest(private_key, onnx_metadata_props(data)[ONNX_DIGEST_KEY][0]).to_bytes()

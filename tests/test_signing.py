@@ -17,7 +17,7 @@ from nextword import Predictor, cli  # noqa: E402
 from nextword.contract import CONFIG_NAME, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, SIGNATURE_NAME, VOCAB_NAME  # noqa: E402
 from nextword.errors import SignatureError, UsageError, VocabMismatchError  # noqa: E402
 from nextword.export import exporter, onnx_format, tflite_format  # noqa: E402
-from nextword.modelfile import (_onnx_signature_start, onnx_digest, onnx_metadata_props, read_model_file,  # noqa: E402
+from nextword.modelfile import (onnx_signature_start, onnx_digest, onnx_metadata_props, read_model_file,  # noqa: E402
                                 zip_start)
 from nextword.signing import generate, load_private_key  # noqa: E402
 
@@ -92,7 +92,7 @@ def test_an_edit_after_signing_is_refused_even_with_a_recomputed_checksum(signed
         lines[1] = lines[1].upper()
         edited = data[:start] + b"\n".join(lines) + data[end:]
         _, d_start, d_end = onnx_metadata_props(edited)[ONNX_DIGEST_KEY]
-        digest = onnx_digest(edited[:_onnx_signature_start(edited)], (d_start, d_end))
+        digest = onnx_digest(edited[:onnx_signature_start(edited)], (d_start, d_end))
         edited = edited[:d_start] + digest.encode() + edited[d_end:]
     path = tmp_path / name
     path.write_bytes(edited)
