@@ -55,9 +55,15 @@ DEFAULT_CAP_BYTES = 1_000_000
 PRIOR_USER, PRIOR_RECENT, PRIOR_TARGETS = 0.1, 0.05, 4.0
 #: Messages the recent-words part reads, and the weight of each message relative to the one after it.
 RECENT_MESSAGES, RECENT_DECAY = 50, 0.9
+#: Words of a message the recent-words part keeps (its last ones): a commit reads them all, so a pasted
+#: book, or a crafted file, cannot make every later message slow.
+RECENT_WORDS = 1000
 #: Marks the start of a message in the user n-gram's contexts (no token contains whitespace).
 START = "\n"
 MAX_FILE_BYTES = 16 * DEFAULT_CAP_BYTES
+#: A saved n-gram count no profile reaches (a decayed count is at most 1 / (1 - DECAY) times a word's
+#: occurrences per message) and that float32 vectors hold with room for the decay's scale (up to 1e20).
+MAX_COUNT = 1e12
 
 
 class ProfileError(NextwordError):
@@ -179,14 +185,13 @@ class Profile:
             self.sent = {_typed(w, str): _typed(n, int) for w, n in _typed(data["sent"], dict).items()}
             children = {tuple(key.split(" ")) if key else (): _typed(words, dict)
                         for key, words in _typed(data["grams"], dict).items()}
-            if any(len(context) >= ORDER or "" in context or "" in words for context, words in children.items()):
-                raise ValueError
-            if not all(_is_count(value) for words in children.values() for value in words.values()):
+            if any(len(context) >= ORDER or "" in context for context in children):
                 raise ValueError
             self.mixer = {_typed(b, str): [float(_typed(r, (int, float))), float(_typed(q, (int, float))),
                                            float(_typed(n, (int, float)))]
                           for b, (r, q, n) in _typed(data["mixer"], dict).items()}
-            self.recent = [[_typed(w, str) for w in _typed(m, list)] for m in _typed(data["recent"], list)]
+            self.recent = [[_typed(w, str) for w in _typed(m, list)][-RECENT_WORDS:]
+                           for m in _typed(data["recent"], list)]
         except (KeyError, TypeError, ValueError, OverflowError):
             raise bad("a field is missing or of the wrong type") from None
         if not 1 <= self.threshold < 2**31 or not 0 <= self.messages < 2**53 or len(self.recent) > RECENT_MESSAGES \
@@ -194,6 +199,13 @@ class Profile:
                 or any(not all(map(_is_count, stats)) or stats[0] + stats[1] > stats[2] * (1 + 1e-6) + 1e-9
                        for stats in self.mixer.values()):
             raise bad("a value is out of range")
+        if not all(_is_word(word) and _is_count(value, MAX_COUNT)
+                   for words in children.values() for word, value in words.items()):
+            raise bad("an n-gram's word or count is out of range")
+        unigrams = children.get((), {})
+        if any(word not in unigrams for context, words in children.items() if context for word in words):
+            # (learning adds every order of an n-gram, and pruning drops a longer one first)
+            raise bad("an n-gram's word is missing from its unigrams")
         self._children = {context: words for context, words in children.items() if words}
         self._rebuild_structure()
 
@@ -361,7 +373,7 @@ class Profile:
                     self._version += 1
         words = [t for t in tokens if not self.is_blocked(t)]
         if words:
-            self.recent = (self.recent + [words])[-RECENT_MESSAGES:]
+            self.recent = (self.recent + [words[-RECENT_WORDS:]])[-RECENT_MESSAGES:]
         if self._bytes > self.cap_bytes:
             self._prune(0.85 * self.cap_bytes)
         elif self._tokenizer is not None:
@@ -789,9 +801,14 @@ def _entry_bytes(gram: tuple[str, ...]) -> int:
     return sum(map(len, gram)) + len(gram) + 12
 
 
-def _is_count(value) -> bool:
-    """A finite number >= 0 that float arithmetic can hold (JSON allows 1e400 and 400-digit integers)."""
-    return (type(value) is float and 0.0 <= value < 1e300) or (type(value) is int and 0 <= value < 2**53)
+def _is_count(value, limit: float = 1e300) -> bool:
+    """A finite number >= 0 below ``limit`` (JSON allows 1e400 and 400-digit integers)."""
+    return (type(value) is float and 0.0 <= value < limit) or (type(value) is int and 0 <= value < min(limit, 2**53))
+
+
+def _is_word(word: str) -> bool:
+    """A word a profile can hold: what a tokenizer makes (contexts are saved joined by spaces)."""
+    return bool(word) and " " not in word and word != START
 
 
 def _typed(value, kinds):

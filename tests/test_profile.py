@@ -323,6 +323,10 @@ CRAFTED = {
     "count negative": lambda b: {**b, "grams": {"": {"i": -1}}},
     "count huge": lambda b: {**b, "grams": {"": {"i": 10**400}}},
     "count infinite": lambda b: {**b, "grams": {"": {"i": 1e400}}},
+    "count past float32 arithmetic": lambda b: {**b, "grams": {"": {"i": 1e30}}},
+    "a word with a space": lambda b: {**b, "grams": {"": {"two words": 1}}},
+    "the message start as a word": lambda b: {**b, "grams": {"": {"\n": 1}}},
+    "a bigram's word not among the unigrams": lambda b: {**b, "grams": {"": {"i": 2}, "i": {"like": 1}}},
     "context too long": lambda b: {**b, "grams": {"a b c d": {"i": 1}}},
     "empty word": lambda b: {**b, "grams": {"": {"": 1}}},
     "sent zero": lambda b: {**b, "sent": {"zorblax": 0}},
@@ -395,3 +399,18 @@ def test_a_profile_that_cannot_be_saved_is_said_and_typing_goes_on(exported, tmp
     assert profile.messages == 1 and keyboard.text == ""  # learned in memory; the next message may save it
     keyboard.key("i")
     assert keyboard.strip().startswith("[1]")
+
+
+def test_a_long_message_keeps_its_last_words_for_the_recent_part(predictor, tmp_path):
+    """A commit reads every recent word: a pasted book, or a crafted file, must not slow every later one."""
+    from nextword.profile import RECENT_WORDS
+
+    profile = Profile()
+    profile.bind(predictor.tokenizer)
+    profile.learn(["i"] * (3 * RECENT_WORDS) + ["zorblax"], [])
+    assert len(profile.recent[-1]) == RECENT_WORDS and profile.recent[-1][-1] == "zorblax"
+    body = json.loads(profile.to_bytes().split(b"\n", 1)[1])
+    body["recent"] = [["the"] * (5 * RECENT_WORDS)]
+    path = tmp_path / "long.profile"
+    path.write_bytes(_resigned(body))
+    assert [len(message) for message in Profile.load(path).recent] == [RECENT_WORDS]
