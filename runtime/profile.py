@@ -824,8 +824,13 @@ def read_blocklist(path: str | Path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"--block {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"--block {path}: cannot read it as UTF-8 text ({err}); give a file of words, "
-                         "one per line") from None
+    except IsADirectoryError:
+        raise UsageError(f"--block {path}: is a directory; give a file of words, one per line") from None
+    except OSError as err:
+        raise UsageError(f"--block {path}: cannot read it ({err.strerror}); give a file of words, one per line") \
+            from None
+    except UnicodeDecodeError as err:
+        raise UsageError(f"--block {path}: not UTF-8 text (byte {err.start}); give a file of words, one per line") \
+            from None
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
