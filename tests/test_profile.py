@@ -377,9 +377,12 @@ def test_keyboard_line_mode_blocks_words_and_learns_with_a_profile(exported, tmp
     assert blocked not in strips[0]
     assert strips[3].startswith("  [1] zorblax")
     assert Profile.load(profile).messages == 4 and Profile.load(profile).blocked == set()
-    missing = subprocess.run([sys.executable, "-m", "nextword", "keyboard", model, "--block", str(tmp_path / "no")],
-                             input="", capture_output=True, text=True, timeout=60, env=user_env())
-    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00darn")
+    for bad, said in [("no", "no such file"), ("binary", "not UTF-8 text"), (".", "is a directory")]:
+        refused = subprocess.run([sys.executable, "-m", "nextword", "keyboard", model, "--block", str(tmp_path / bad)],
+                                 input="", capture_output=True, text=True, timeout=60, env=user_env())
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert said in refused.stderr
 
 
 def test_a_profile_that_cannot_be_saved_is_said_and_typing_goes_on(exported, tmp_path):
