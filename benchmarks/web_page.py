@@ -4,7 +4,8 @@
 
 Serves the client (clients/web) with the model on 127.0.0.1 like `nextword web`, opens it in headless
 Chromium (Debian's), and prints every file the page loaded with its size, the time from navigation to a
-loaded model, and in-page timings: `suggest()` p50 by context length and a session's cost per typed word
+loaded model, and in-page timings: `suggest()` p50 by context length (fresh contexts), in typing order, and
+a session's cost per typed word
 (ONNX Runtime Web, wasm, one thread). Needs `bash clients/web/install.sh`.
 """
 
@@ -26,6 +27,7 @@ TIMING = """
                    "next", "week", "at", "home", "with", "all", "of", "our", "friends"];
     const p50 = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const out = {suggest: {}};
+    nw.rememberContexts = false; // fresh contexts: each call reads its whole context (as `nextword bench`)
     for (const n of data.lengths) {
       const text = Array.from({length: n}, (_, i) => words[i % words.length]).join(" ") + " ";
       await nw.suggest(text);
@@ -37,6 +39,15 @@ TIMING = """
       }
       out.suggest[n] = p50(times);
     }
+    nw.rememberContexts = true;
+    const typing = []; // typing order: each text the one before plus a word (a recent context extended)
+    for (let r = 0; r < data.repeats; r++) {
+      const text = words.slice(0, r % 18 + 1).join(" ") + " ";
+      const start = performance.now();
+      await nw.suggest(text);
+      typing.push(performance.now() - start);
+    }
+    out.suggest_typing = p50(typing);
     const session = nw.session();
     const perWord = [];
     for (let r = 0; r < data.repeats; r++) {
@@ -85,6 +96,7 @@ def report(model: Path, loaded, ready_s: float, timings: dict) -> int:
     print(f"navigation to a loaded model: {ready_s:.2f} s")
     for length, ms in timings["suggest"].items():
         print(f"suggest() p50, {length:>3}-word context: {ms:.3f} ms")
+    print(f"suggest() p50 in typing order (each text the one before plus a word): {timings['suggest_typing']:.3f} ms")
     print(f"session word (feed + suggest) p50: {timings['session_word']:.3f} ms")
     return 0
 

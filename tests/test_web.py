@@ -396,6 +396,47 @@ def test_page_suggestions_equal_predict(browser, default_onnx, exported, which, 
         assert page.errors == []
 
 
+def test_the_client_remembers_contexts_and_says_the_same_bits(browser, exported):
+    """`suggest()` in typing order costs one step per new word (as `Predictor` does); its distributions must be
+    exactly those of reading each whole context, and `probabilities()` hands out a copy."""
+    path = exported[1] / "model.onnx"
+    script = """
+        const nw = window.nextwordPage.model; const out = {maxDiff: 0};
+        const texts = [];
+        for (const line of data.lines) {
+          const words = line.split(" ");
+          for (let n = 0; n <= words.length; n++) texts.push(words.slice(0, n).join(" ") + " ");
+          texts.push(line + " ", words.slice(0, 2).join(" ") + " ");  // the same text again, and back
+        }
+        const engine = nw.engine; const run = engine.sequence.bind(engine); let steps = 0;
+        engine.sequence = (tokens, h, c) => { steps += Math.max(1, tokens.length); return run(tokens, h, c); };
+        const remembered = [];
+        for (const t of texts) remembered.push(await nw.probabilities(t));
+        out.steps = steps; out.texts = texts.length; steps = 0;
+        nw.rememberContexts = false;
+        for (let i = 0; i < texts.length; i++) {
+          const fresh = await nw.probabilities(texts[i]);
+          for (let j = 0; j < fresh.length; j++) out.maxDiff = Math.max(out.maxDiff, Math.abs(fresh[j] - remembered[i][j]));
+        }
+        out.freshSteps = steps;
+        nw.rememberContexts = true;
+        const first = await nw.probabilities("we want ");
+        first.fill(0);
+        out.copyKept = (await nw.probabilities("we want "))[3] !== 0;
+        out.states = nw.states.size; out.distributions = nw.distributions.size;
+        engine.sequence = run;
+        return out;"""
+    lines = ["we want to see you today", "thank you so much", "they see some tea today", "good night"] * 20
+    with served({path.name: path}) as server:
+        page = open_page(browser, server, path.name)
+        result = call(page, script, {"lines": lines})
+        assert page.errors == []
+    assert result["maxDiff"] == 0, result
+    # At most one step per text (a new word's; none for a text seen again), against its whole context each
+    assert result["steps"] <= result["texts"] and result["steps"] < result["freshSteps"] / 2, result
+    assert result["copyKept"] and result["states"] <= 64 and result["distributions"] <= 4, result
+
+
 # ------------------------------------------------------------------------------------------ nextword web
 def test_nextword_web_serves_the_page_and_the_model(exported):
     _, models, _ = exported
