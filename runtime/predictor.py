@@ -166,17 +166,14 @@ class Predictor:
         return tokens[-1] if tokens else ""
 
     # -------------------------------------------------------------- ranking
-    def rank(self, probs: np.ndarray, k: int, prefix: str = "", *, index: WordIndex | None = None,
-             word=None) -> list[Suggestion]:
+    def rank(self, probs: np.ndarray, k: int, prefix: str = "") -> list[Suggestion]:
         """Top ``k`` non-special words of a (vocab,) distribution; only words starting with ``prefix`` if given.
-
-        A session with a profile passes its own ``index`` (personal words in, blocked words out) and
-        ``word`` (id -> word for ids past the vocabulary)."""
+        (A session with a profile ranks its mix with ``Profile.top``.)"""
         check_k(k)
         if type(probs) is not np.ndarray or probs.dtype != np.float32:
             probs = np.asarray(probs, dtype=np.float32)
-        ids = (index or self.words).top(probs, int(k), prefix)
-        return self.suggestions(ids, probs.reshape(-1)[ids].tolist(), word)
+        ids = self.words.top(probs, int(k), prefix)
+        return self.suggestions(ids, probs.reshape(-1)[ids].tolist())
 
     def suggestions(self, ids: list[int], probs: list[float], word=None) -> list[Suggestion]:
         """Ranked ids and their probabilities as ``Suggestion``s; a value that is no probability means a
