@@ -210,7 +210,8 @@ export class NextWord {
    */
   static async load(source, options = {}) {
     const model = await readModelFile(await fetchBytes(source));
-    if (options.trust !== undefined && options.trust !== null) await verifySignature(model, options.trust);
+    const trusted = options.trust !== undefined && options.trust !== null;
+    if (trusted) await verifySignature(model, options.trust);
     let session;
     try {
       session = await ort.InferenceSession.create(model.bytes, { executionProviders: ["wasm"], ...(options.ort ?? {}) });
@@ -225,7 +226,7 @@ export class NextWord {
       }
     }
     const nw = new NextWord(model, new Engine(session, model.config));
-    nw.trusted = options.trust !== undefined && options.trust !== null;
+    nw.trusted = trusted;
     await nw.probe();
     return nw;
   }
