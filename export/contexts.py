@@ -76,11 +76,13 @@ class ValidationSet:
     reference: np.ndarray  # (n, vocab) float32, the Keras model's output
     origin: dict  # source name -> count
     edge_cases: tuple[str, ...]
+    #: Why the run's own text is missing from the contexts, if it is ("" otherwise).
+    note: str = ""
 
     def describe(self) -> str:
         return (f"validating on {len(self.contexts)} contexts: "
                 + ", ".join(f"{n} from {k}" for k, n in self.origin.items())
-                + f", {len(self.edge_cases)} edge cases")
+                + f", {len(self.edge_cases)} edge cases" + (f"; {self.note}" if self.note else ""))
 
 
 def validation_set(loaded, seed: int = 0) -> ValidationSet:
@@ -94,4 +96,11 @@ def validation_set(loaded, seed: int = 0) -> ValidationSet:
     names = (["held-out lines"] if len(sources) == 2 else []) + (["training lines"] if sources else []) + \
         ["random word sequences"]
     origin = {name: count for name, count in zip(names, counts) if count}
-    return ValidationSet(contexts, reference, origin, tuple(edges))
+    note = ""
+    saved = getattr(loaded, "saved", None)  # a training run's config.json (a Keras model file has no corpus)
+    if saved is not None and not sources:
+        # Random words are harder on a quantized file than text (its int8 files may miss a tolerance here).
+        note = (f"warning: the run's corpus ({saved.get('corpus', {}).get('name')}) is not found from here"
+                + (f" nor from {saved['workdir']}" if saved.get("workdir") else "")
+                + ", so random words stand in for its held-out lines: run the export where the corpus is")
+    return ValidationSet(contexts, reference, origin, tuple(edges), note)

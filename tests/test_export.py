@@ -551,3 +551,35 @@ def test_an_onnx_config_that_does_not_fit_the_graph_is_refused_at_load(exported,
         Predictor.load(path)
     message = str(info.value)
     assert "\n" not in message and str(path) in message
+
+
+def test_a_run_exported_from_another_directory_validates_on_its_own_corpus(tmp_path, monkeypatch):
+    """A run trained on a relative corpus path finds it from wherever it is exported (the run remembers the
+    directory it was trained from); once the corpus is gone, the export says so in its log."""
+    from conftest import write_tiny_corpus
+    from nextword.train import trainer
+    from nextword.train.plan import TrainConfig, plan_new, plan_resume
+
+    (tmp_path / "project").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    write_tiny_corpus(tmp_path / "project" / "tiny.txt")
+    monkeypatch.chdir(tmp_path / "project")
+    plan = plan_new("run", TrainConfig(epochs=1, corpus=("tiny.txt",), batch_size=8), TokenizerConfig(),
+                    dict(embedding_dim=4, hidden_size=8, window=4))
+    trainer.start(plan, log=quiet)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    lines: list[str] = []
+    report = exporter.export_run("../project/run", "models", formats=["tflite"], precisions=["float32"],
+                                 log=lines.append).report
+    assert "held-out lines" in report["contexts"]["sources"], report["contexts"]
+    assert not any("warning" in line for line in lines)
+    resumed = trainer.resume(plan_resume("../project/run", epochs=2), log=quiet)  # reads the same corpus
+    assert resumed.report["training"]["epochs_completed"] == 2
+
+    (tmp_path / "project" / "tiny.txt").unlink()
+    lines.clear()
+    report = exporter.export_run("../project/run", "models2", formats=["tflite"], precisions=["float32"],
+                                 log=lines.append).report
+    assert list(report["contexts"]["sources"]) == ["random word sequences"]
+    warning = next(line for line in lines if "warning" in line)
+    assert "tiny.txt" in warning and str(tmp_path / "project") in warning and "\n" not in warning

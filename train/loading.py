@@ -41,7 +41,7 @@ class LoadedRun:
         from nextword.train.plan import TrainConfig, training_data
 
         try:
-            data = training_data(TrainConfig.from_saved(self.saved["training"]))
+            data = training_data(TrainConfig.from_saved(self.saved["training"], self.saved.get("workdir")))
         except (CorpusError, UsageError):
             return []
         return [data.valid_lines(), data.train_lines()] if data.has_validation else [data.train_lines()]

@@ -110,8 +110,21 @@ class TrainConfig:
             raise UsageError(f"--lr-decay-start must be 0 to {MAX_EPOCHS:,}, got {self.lr_decay_start}")
 
     @classmethod
-    def from_saved(cls, training: dict) -> TrainConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in training.items()})
+    def from_saved(cls, training: dict, workdir: str | None = None) -> TrainConfig:
+        """The settings a run saved (``config.json``'s ``training``). ``workdir``: the directory the run was
+        trained from; a relative corpus path that does not exist from here is read from there, where it does
+        (a run exported or resumed from another directory)."""
+        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in training.items()})
+        if not workdir:
+            return config
+
+        def located(paths: tuple[str, ...] | None) -> tuple[str, ...] | None:
+            if paths is None:
+                return None
+            return tuple(str(Path(workdir) / p) if not Path(p).is_absolute() and not Path(p).exists()
+                         and (Path(workdir) / p).exists() else p for p in paths)
+
+        return dataclasses.replace(config, corpus=located(config.corpus), valid=located(config.valid))
 
 
 #: ModelConfig fields a user chooses (vocab_size comes from the data; window may, when not given).
@@ -340,7 +353,7 @@ def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = Fa
     saved, state = saved_run["config"], saved_run["state"]
     check_resume_options(options or {}, saved, saved_run["tokenizer"])
     tokenizer = Tokenizer.from_text(saved_run["vocab"], saved_run["tokenizer"], source=str(run.path))
-    train_config = TrainConfig.from_saved(saved["training"])
+    train_config = TrainConfig.from_saved(saved["training"], saved.get("workdir"))
     if epochs is not None:
         train_config = dataclasses.replace(train_config, epochs=epochs)
     if (options or {}).get("threads") is not None:

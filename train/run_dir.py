@@ -99,7 +99,9 @@ class RunDir:
         return stale
 
     # ------------------------------------------------------------ json files
-    def write_config(self, *, model: dict, training: dict, corpus: dict) -> None:
+    def write_config(self, *, model: dict, training: dict, corpus: dict, workdir: str | None = None) -> None:
+        """``workdir``: the directory the corpus paths are relative to (default: the current one), so that
+        the run finds its corpus when exported or resumed from elsewhere."""
         payload = {
             "format": RUN_FORMAT,
             "format_version": CONFIG_FORMAT_VERSION,
@@ -107,6 +109,7 @@ class RunDir:
             "model": model,
             "training": training,
             "corpus": corpus,
+            "workdir": workdir or str(Path.cwd()),
         }
         write_json(self.config, payload)
 

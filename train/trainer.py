@@ -95,7 +95,7 @@ def _load_checkpoint(plan: RunPlan) -> keras.Model:
 def _rewrite_config(plan: RunPlan) -> None:
     saved = plan.run.read_config()
     plan.run.write_config(model=saved["model"], training=dataclasses.asdict(plan.train_config),
-                          corpus=saved["corpus"])
+                          corpus=saved["corpus"], workdir=saved.get("workdir"))
 
 
 def _resume_distributed(plan: RunPlan, *, log: Log) -> TrainResult:
