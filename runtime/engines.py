@@ -195,6 +195,12 @@ class OnnxEngine:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # The int8 file's weights are int8 initializers read through DequantizeLinear. By default ONNX Runtime
+        # keeps those nodes (for its QDQ kernel fusions) and dequantizes every matrix on every call; with its
+        # QDQ handling off it folds them into float32 constants once, at load: the same numbers, bit for bit,
+        # and a word 0.78 -> 0.27 ms on the ptb preset's int8 file (docs/benchmarks.md). Float files have no
+        # such nodes.
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self._session = ort.InferenceSession(model.data, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types

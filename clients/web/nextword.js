@@ -214,7 +214,11 @@ export class NextWord {
     if (trusted) await verifySignature(model, options.trust);
     let session;
     try {
-      session = await ort.InferenceSession.create(model.bytes, { executionProviders: ["wasm"], ...(options.ort ?? {}) });
+      // disable_quant_qdq: ONNX Runtime folds the int8 file's DequantizeLinear nodes into float constants once,
+      // at load, instead of dequantizing every matrix on every run (the same numbers; see runtime/engines.py).
+      session = await ort.InferenceSession.create(model.bytes, {
+        executionProviders: ["wasm"], extra: { session: { disable_quant_qdq: "1" } }, ...(options.ort ?? {}),
+      });
     } catch (err) {
       throw new NextWordError(`ONNX Runtime cannot load the model (${String(err.message ?? err).slice(0, 200)}); `
         + "export it again");
