@@ -583,3 +583,24 @@ def test_a_run_exported_from_another_directory_validates_on_its_own_corpus(tmp_p
     assert list(report["contexts"]["sources"]) == ["random word sequences"]
     warning = next(line for line in lines if "warning" in line)
     assert "tiny.txt" in warning and str(tmp_path / "project") in warning and "\n" not in warning
+
+
+def test_onnx_runtime_reads_the_int8_file_with_the_same_numbers_its_weights_folded_at_load(exported):
+    """OnnxEngine has ONNX Runtime fold the int8 weights' DequantizeLinear into float constants at load
+    (``session.disable_quant_qdq``; it dequantized them on every call before): the outputs must stay the
+    same, bit for bit, as with every node run as written."""
+    ort, onnx = pytest.importorskip("onnxruntime"), pytest.importorskip("onnx")
+    _, models, _ = exported
+    model = read_model_file(models / "model.int8.onnx")
+    assert any(node.op_type == "DequantizeLinear" for node in onnx.load_from_string(model.data).graph.node)
+    plain = ort.InferenceSession(model.data, providers=["CPUExecutionProvider"])
+    engine = open_engine(model, "onnxruntime")
+    assert engine._session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    rng = np.random.default_rng(0)
+    config = model.config
+    tokens = rng.integers(0, config.vocab_size, (16, config.window)).astype(np.int32)
+    h = rng.normal(size=(config.num_layers, 16, config.hidden_size)).astype(np.float32)
+    c = rng.normal(size=(config.num_layers, 16, config.hidden_size)).astype(np.float32)
+    expected = plain.run(["probs", "h_out", "c_out"], {"tokens": tokens, "h": h, "c": c})
+    for got, want in zip(engine.sequence(tokens, h, c), expected):
+        np.testing.assert_array_equal(got, want)
