@@ -10,7 +10,9 @@ Python around it: inputs set once) on ai-edge-litert, one thread:
 - ``no output layer``: ``probs`` is the top layer's first unit broadcast over the vocabulary, so the
   projection, the vocabulary-sized matrix product and the softmax are gone (the LSTM and the loop stay);
 - ``no softmax``: the logits returned as they are;
-- ``no padding mask``: the cell ignores ``keep`` (wrong for padded contexts; timing only).
+- ``no padding mask``: the cell ignores ``keep`` (wrong for padded contexts; timing only);
+- ``no LSTM product``: the cell's gates are read from its input and state repeated, without the kernel's
+  matrix product (the gates' element-wise work stays).
 
 For each: the step form, and the sequence form for 1, 5, 10 and 20 words (exact lengths, p50 of 3,000
 calls, in µs). The variants are wrong models on purpose: nothing here is a file anyone should ship.
@@ -56,8 +58,19 @@ def variants():
             c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
             return tf.sigmoid(o) * tf.tanh(c_new), c_new
 
+    class NoLstmProduct(InferenceGraphs):
+        @staticmethod
+        def _cell(weights, layer, x, h, c, keep):
+            units = 4 * h.shape[-1]
+            both = tf.concat([x, h], axis=1)
+            z = tf.concat([both] * -(-units // both.shape[-1]), axis=1)[:, :units] * 0.5  # no weights read
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h_new = tf.sigmoid(o) * tf.tanh(c_new)
+            return keep * h_new + (1.0 - keep) * h, keep * c_new + (1.0 - keep) * c
+
     return {"exported": InferenceGraphs, "no output layer": NoOutputLayer, "no softmax": NoSoftmax,
-            "no padding mask": NoPaddingMask}
+            "no padding mask": NoPaddingMask, "no LSTM product": NoLstmProduct}
 
 
 def int8_flatbuffer(graphs) -> bytes:
