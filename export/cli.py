@@ -34,6 +34,10 @@ def add_parser(subparsers) -> None:
                    help=f"comma-separated: {', '.join(FORMATS)} (default: all)")
     p.add_argument("--precisions", default=None,
                    help=f"comma-separated: {', '.join(ALL_PRECISIONS)} (default: every precision each format supports)")
+    p.add_argument("--validate-on", metavar="FILE", default=None,
+                   help="a UTF-8 text file, one message per line, like what the model's users type: each file is "
+                        "validated on up to 1,024 prefixes of its lines first (default: the run's held-out lines; "
+                        "a Keras model file brings none, so random words)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="write files that miss their validation tolerance anyway (and say so)")
     p.add_argument("--sign", metavar="KEY", default=None,
@@ -61,7 +65,7 @@ def run(args) -> int:
         sign = load_private_key(args.sign)  # a bad key fails before any conversion
     result = export_run(args.run_dir, args.out, formats=formats, precisions=precisions,
                         allow_mismatch=args.allow_mismatch, overwrite=args.overwrite, tokenizer=args.tokenizer,
-                        window=args.window, sign=sign)
+                        window=args.window, sign=sign, validate_on=args.validate_on)
     written = [f for f in result.report["files"] if f["written"]]
     print(f"{args.out} holds {len(written)} model(s) and export_report.json")
     return 0

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from nextword.config import ModelConfig
 from nextword.context import window_ids
+from nextword.errors import TextFileError
+from nextword.fileio import read_lines
 from nextword.tokenizer import Tokenizer
 
 #: At least this many contexts; random word sequences top up a corpus too small to give them.
@@ -85,22 +91,39 @@ class ValidationSet:
                 + f", {len(self.edge_cases)} edge cases" + (f"; {self.note}" if self.note else ""))
 
 
-def validation_set(loaded, seed: int = 0) -> ValidationSet:
-    """Held-out lines of the run's corpus (then training lines, then random words) plus the edge cases."""
+def text_lines(path: str | Path) -> Iterator[str]:
+    """The lines of a text to validate on, read as they are needed (only until enough prefixes are found);
+    TextFileError at once for a file that is missing, not UTF-8 at its first line, or empty."""
+    lines = read_lines(Path(path))
+    first = next(lines, None)
+    if first is None:
+        raise TextFileError(f"{path} holds no text; give the lines the model's users type")
+    return itertools.chain([first], lines)
+
+
+def validation_set(loaded, seed: int = 0, text: str | Path | None = None) -> ValidationSet:
+    """Prefixes of ``text``'s lines if given (the text the model's users type), then held-out lines of the
+    run's corpus, then its training lines, then random words, plus the edge cases."""
     rng = np.random.default_rng(seed)
-    sources = loaded.text_sources()
-    text, counts = text_contexts(sources, loaded.tokenizer, loaded.config, rng)
+    own = loaded.text_sources()
+    named = list(zip(["held-out lines", "training lines"][-len(own):] if own else [], own))
+    if text is not None:
+        named.insert(0, (Path(text).name, text_lines(text)))
+    contexts, counts = text_contexts([lines for _, lines in named], loaded.tokenizer, loaded.config, rng)
     edges = edge_cases(loaded.tokenizer, loaded.config, rng)
-    contexts = np.concatenate([text, np.stack(list(edges.values()))])  # (n, window)
+    contexts = np.concatenate([contexts, np.stack(list(edges.values()))])  # (n, window)
     reference = np.asarray(loaded.model(contexts, training=False))  # (n, vocab)
-    names = (["held-out lines"] if len(sources) == 2 else []) + (["training lines"] if sources else []) + \
-        ["random word sequences"]
+    names = [name for name, _ in named] + ["random word sequences"]
     origin = {name: count for name, count in zip(names, counts) if count}
     note = ""
-    saved = getattr(loaded, "saved", None)  # a training run's config.json (a Keras model file has no corpus)
-    if saved is not None and not sources:
+    saved = getattr(loaded, "saved", None) or None  # a training run's config.json (a Keras model file: {})
+    if saved is not None and not own and not sum(counts[:-1]):
         # Random words are harder on a quantized file than text (its int8 files may miss a tolerance here).
         note = (f"warning: the run's corpus ({saved.get('corpus', {}).get('name')}) is not found from here"
                 + (f" nor from {saved['workdir']}" if saved.get("workdir") else "")
-                + ", so random words stand in for its held-out lines: run the export where the corpus is")
+                + ", so random words stand in for its held-out lines: run the export where the corpus is, "
+                  "or give your own text (--validate-on FILE)")
+    elif saved is None and text is None:
+        note = ("a Keras model file brings no corpus: random words stand in for text, and they are harder on an "
+                "int8 file than what your users type; give that text with --validate-on FILE")
     return ValidationSet(contexts, reference, origin, tuple(edges), note)

@@ -27,7 +27,7 @@ from nextword.errors import ExportValidationError, UsageError
 from nextword.fileio import atomic_path
 from nextword.modelfile import ModelFile, read_model_file
 from nextword.export import onnx_format, sizes, tflite_format
-from nextword.export.contexts import ValidationSet, validation_set
+from nextword.export.contexts import ValidationSet, text_lines, validation_set
 from nextword.export.graphs import InferenceGraphs, LstmWeights
 from nextword.export.keras_import import MODEL_SUFFIXES, ImportedModel, import_keras_model, is_model_file
 from nextword.export.stack_graphs import StackGraphs
@@ -52,16 +52,20 @@ class _Rejected(Exception):
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], precisions: list[str] | None,
                allow_mismatch: bool = False, overwrite: bool = False, tokenizer: str | Path | None = None,
-               window: int | None = None, sign=None, log: Log = print) -> ExportResult:
+               window: int | None = None, sign=None, validate_on: str | Path | None = None,
+               log: Log = print) -> ExportResult:
     """Export a training run directory, or a Keras user's model file (``.keras``/``.h5``, with ``tokenizer``
     and ``window`` where the file does not say them: ``keras_import``). ``sign``: an Ed25519 private key
-    (``nextword.signing``) that signs every file."""
+    (``nextword.signing``) that signs every file. ``validate_on``: a text file whose line prefixes the files are
+    validated on first (``contexts.validation_set``)."""
     selection = parse_selection(formats, precisions)
+    if validate_on is not None:
+        text_lines(validate_on)  # a missing or empty text fails before anything is loaded or written
     loaded, graphs, model_sha256 = _load_source(Path(run_dir), tokenizer, window)
     out = ExportDir(out_dir, model_sha256, loaded.path)
     out.prepare(overwrite)
 
-    validation = validation_set(loaded)
+    validation = validation_set(loaded, text=validate_on)
     log(validation.describe())
     report = {
         "nextword_version": __version__,

@@ -27,6 +27,10 @@ class CorpusError(NextwordError):
     """A corpus file is missing, unreadable, not UTF-8 text, or holds no words."""
 
 
+class TextFileError(NextwordError):
+    """A text to evaluate or validate on is missing, unreadable or not UTF-8."""
+
+
 class TokenizerFileError(NextwordError):
     """Saved tokenizer files are missing, corrupt or inconsistent."""
 

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-from nextword.errors import NextwordError, UsageError
+from nextword.errors import TextFileError, UsageError
 from nextword.evaluate import CONTEXTS, evaluate
+from nextword.fileio import read_lines
 from nextword.predict_cli import add_engine_options
-
-
-class TextFileError(NextwordError):
-    """The evaluation text is missing, unreadable or not UTF-8."""
 
 
 def add_parser(subparsers) -> None:
@@ -46,22 +42,6 @@ def add_parser(subparsers) -> None:
                         "(default: the profile's, 2)")
     add_engine_options(p)
     p.set_defaults(run=run)
-
-
-def read_lines(path: Path) -> Iterator[str]:
-    try:
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8").strip()
-                except UnicodeDecodeError:
-                    raise TextFileError(f"{path} is not UTF-8 text (line {number})") from None
-                if line:
-                    yield line
-    except FileNotFoundError:
-        raise TextFileError(f"text file {path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise TextFileError(f"{path} is a directory; give a text file") from None
 
 
 def _scorer(model: Path, engine: str | None, threads: int | None, trust: str | None = None):

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+"""Atomic file writes: a reader sees the old file or the new one, never half of one; and a text file read
+as lines, with one clear line for a file that is missing, a directory or not UTF-8.
 
 Everything nextword writes goes through here (or through ``atomic_path`` for
 files a library writes itself, such as Keras' ``.keras`` archives).
@@ -11,6 +12,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from nextword.errors import TextFileError
 
 
 def _current_umask() -> int:
@@ -63,3 +66,20 @@ def ensure_writable_dir(path: str | Path) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tempfile.NamedTemporaryFile(dir=path, prefix=".nextword-probe-").close()
+
+
+def read_lines(path: Path) -> Iterator[str]:
+    """The non-blank lines of a UTF-8 text file, stripped, read as they are needed."""
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    raise TextFileError(f"{path} is not UTF-8 text (line {number})") from None
+                if line:
+                    yield line
+    except FileNotFoundError:
+        raise TextFileError(f"text file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise TextFileError(f"{path} is a directory; give a text file") from None

@@ -272,6 +272,10 @@ def test_a_tolerance_miss_fails_loudly_and_writes_nothing(exported, tmp_path, mo
     ("run", ["--formats", "onnx", "--precisions", "float16"], "no format supports"),
     ("unwritable", [], "cannot write to --out"),
     ("future_version", [], "reads format 1"),
+    ("run", ["--validate-on", "missing.txt"], "missing.txt does not exist"),
+    ("empty_text", ["--validate-on", "empty.txt"], "empty.txt holds no text"),
+    ("latin1_text", ["--validate-on", "latin1.txt"], "latin1.txt is not UTF-8 text (line 1)"),
+    ("dir_text", ["--validate-on", "."], "is a directory"),
 ])
 def test_bad_export_input_is_one_line(exported, tmp_path, capsys, setup, args, message):
     run, _, _ = exported
@@ -293,9 +297,14 @@ def test_bad_export_input_is_one_line(exported, tmp_path, capsys, setup, args, m
     elif setup == "unwritable":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "out"
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    args = [str(tmp_path / a) if a.endswith(".txt") or a == "." else a for a in args]
     code = cli.main(["export", str(target), "--out", str(out), *args])
     err = capsys.readouterr().err.strip()
     assert code != 0 and message in err and "\n" not in err, err
+    if "--validate-on" in args:
+        assert not out.exists()  # refused before anything was loaded or written
 
 
 def test_a_keras_file_that_is_not_a_nextword_model_is_refused(exported, tmp_path, capsys):
@@ -604,3 +613,22 @@ def test_onnx_runtime_reads_the_int8_file_with_the_same_numbers_its_weights_fold
     expected = plain.run(["probs", "h_out", "c_out"], {"tokens": tokens, "h": h, "c": c})
     for got, want in zip(engine.sequence(tokens, h, c), expected):
         np.testing.assert_array_equal(got, want)
+
+
+def test_an_export_validates_on_the_users_own_text_first(exported, tmp_path):
+    """--validate-on: the files are checked on prefixes of the user's lines before the run's held-out lines
+    (read only as far as needed); a Keras model file without it says that random words stand in for text."""
+    run, _, _ = exported
+    text = tmp_path / "messages.txt"
+    text.write_text("\n".join(["we want some tea today", "they see the news", "good morning"] * 40) + "\n")
+    lines: list[str] = []
+    report = exporter.export_run(run, tmp_path / "out", formats=["tflite"], precisions=["float32"],
+                                 validate_on=text, log=lines.append).report
+    sources = report["contexts"]["sources"]
+    assert list(sources)[0] == "messages.txt" and sources["messages.txt"] >= 256, sources
+    assert any("from messages.txt" in line for line in lines)
+    few = tmp_path / "few.txt"
+    few.write_text("good morning\n")  # a prefix or two: the run's own lines top them up
+    sources = exporter.export_run(run, tmp_path / "out2", formats=["tflite"], precisions=["float32"],
+                                  validate_on=few, log=quiet).report["contexts"]["sources"]
+    assert 0 < sources["few.txt"] < 5 and sum(sources.values()) >= 256 and "held-out lines" in sources, sources

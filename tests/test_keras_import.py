@@ -56,6 +56,7 @@ def test_tutorial_model_exports_and_predicts_what_keras_predicts(tutorial, tmp_p
     out = tmp_path / "exported"
     result = _export(str(model), "--tokenizer", str(tokenizer), "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "random words stand in for text" in result.stdout and "--validate-on FILE" in result.stdout
     report = json.loads((out / "export_report.json").read_text())
     assert report["source"]["file"] == model.name and all(f["passed"] for f in report["files"])
     for fmt, precisions in PRECISIONS.items():
@@ -313,3 +314,16 @@ def test_a_lambda_layer_is_never_deserialized(tutorial, tmp_path):
         out = tmp_path / f"out{suffix}"
         _refused(_export(str(path), "--tokenizer", str(made.tokenizer_json), "--out", str(out)), out,
                  "cannot be loaded as a Keras model")
+
+
+def test_a_keras_model_is_validated_on_the_text_given(tutorial, tmp_path):
+    made = tutorial["lstm"]
+    text = tmp_path / "typed.txt"
+    text.write_text("hello how are you\nhello how is your day\nhow are you today\n" * 30)
+    out = tmp_path / "exported"
+    result = _export(str(made.keras_path), "--tokenizer", str(made.tokenizer_json), "--out", str(out),
+                     "--formats", "tflite", "--precisions", "int8", "--validate-on", str(text))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "random words stand in" not in result.stdout
+    sources = json.loads((out / "export_report.json").read_text())["contexts"]["sources"]
+    assert sources["typed.txt"] > 0, sources
