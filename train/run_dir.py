@@ -109,7 +109,7 @@ class RunDir:
             "model": model,
             "training": training,
             "corpus": corpus,
-            "workdir": workdir or str(Path.cwd()),
+            "workdir": workdir or _current_dir(),
         }
         write_json(self.config, payload)
 
@@ -123,6 +123,13 @@ class RunDir:
                 f"{data.get('format_version')}; this nextword ({__version__}) reads format {CONFIG_FORMAT_VERSION}"
             )
         return data
+
+
+def _current_dir() -> str | None:
+    try:
+        return str(Path.cwd())
+    except OSError:  # the directory was removed under the process: relative paths stay as they were typed
+        return None
 
 
 def write_json(path: Path, data: dict) -> None:
