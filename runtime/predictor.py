@@ -162,6 +162,8 @@ class Predictor:
         return text, ""
 
     def normalise_prefix(self, prefix: str) -> str:
+        if not prefix:  # every strip between words asks with none
+            return ""
         tokens = self.tokenizer.split(prefix)
         return tokens[-1] if tokens else ""
 
