@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import itertools
-
-import numpy as np
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from nextword.config import ModelConfig
 from nextword.context import window_ids

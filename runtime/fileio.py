@@ -83,3 +83,5 @@ def read_lines(path: Path) -> Iterator[str]:
         raise TextFileError(f"text file {path} does not exist; check the path") from None
     except IsADirectoryError:
         raise TextFileError(f"{path} is a directory; give a text file") from None
+    except OSError as err:  # no permission, an I/O error
+        raise TextFileError(f"cannot read {path} ({err.strerror or err}); check the file") from None

@@ -276,6 +276,7 @@ def test_a_tolerance_miss_fails_loudly_and_writes_nothing(exported, tmp_path, mo
     ("empty_text", ["--validate-on", "empty.txt"], "empty.txt holds no text"),
     ("latin1_text", ["--validate-on", "latin1.txt"], "latin1.txt is not UTF-8 text (line 1)"),
     ("dir_text", ["--validate-on", "."], "is a directory"),
+    ("io_error_text", ["--validate-on", "/proc/self/mem"], "cannot read /proc/self/mem (Input/output error)"),
 ])
 def test_bad_export_input_is_one_line(exported, tmp_path, capsys, setup, args, message):
     run, _, _ = exported
