@@ -214,8 +214,12 @@ def check_resume_options(options: Mapping[str, Any], saved: Mapping[str, Any], t
     if options.get("overwrite"):
         raise UsageError("--overwrite starts the run over and --resume continues it: give one of them")
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    # The corpus paths as found from here (a run resumed from another directory: see from_saved).
+    located = TrainConfig.from_saved(saved["training"], saved.get("workdir"))
 
     def run_value(name: str):
+        if name in ("corpus", "valid"):
+            return getattr(located, name)
         if name in train_fields:
             return saved["training"].get(name)
         if name in MODEL_SETTINGS:
