@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from ai_edge_litert.interpreter import Interpreter
 
-    from nextword.export.exporter import _load_source
     from nextword.export.graphs import LstmWeights
+    from nextword.train.loading import load_run
 
-    loaded, _, _ = _load_source(Path(args.run), None, None)
+    loaded = load_run(args.run)
     weights, config = LstmWeights.from_keras(loaded.model, loaded.config), loaded.config
     zero = np.zeros((config.num_layers, 1, config.hidden_size), np.float32)
     print(f"Invoke p50 in µs, int8 TFLite of {args.run} on ai-edge-litert, one thread, {args.calls} calls")

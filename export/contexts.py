@@ -100,14 +100,14 @@ def text_lines(path: str | Path) -> Iterator[str]:
     return itertools.chain([first], lines)
 
 
-def validation_set(loaded, seed: int = 0, text: str | Path | None = None) -> ValidationSet:
-    """Prefixes of ``text``'s lines if given (the text the model's users type), then held-out lines of the
-    run's corpus, then its training lines, then random words, plus the edge cases."""
+def validation_set(loaded, seed: int = 0, text: tuple[str, Iterator[str]] | None = None) -> ValidationSet:
+    """Prefixes of ``text``'s lines if given ((name, ``text_lines(path)``): the text the model's users type),
+    then held-out lines of the run's corpus, then its training lines, then random words, plus the edge cases."""
     rng = np.random.default_rng(seed)
     own = loaded.text_sources()
     named = list(zip(["held-out lines", "training lines"][-len(own):] if own else [], own))
     if text is not None:
-        named.insert(0, (Path(text).name, text_lines(text)))
+        named.insert(0, text)
     contexts, counts = text_contexts([lines for _, lines in named], loaded.tokenizer, loaded.config, rng)
     edges = edge_cases(loaded.tokenizer, loaded.config, rng)
     contexts = np.concatenate([contexts, np.stack(list(edges.values()))])  # (n, window)

@@ -59,13 +59,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
     (``nextword.signing``) that signs every file. ``validate_on``: a text file whose line prefixes the files are
     validated on first (``contexts.validation_set``)."""
     selection = parse_selection(formats, precisions)
-    if validate_on is not None:
-        text_lines(validate_on)  # a missing or empty text fails before anything is loaded or written
+    # A missing or empty text fails before anything is loaded or written; its lines are read when validating.
+    own_text = None if validate_on is None else (Path(validate_on).name, text_lines(validate_on))
     loaded, graphs, model_sha256 = _load_source(Path(run_dir), tokenizer, window)
     out = ExportDir(out_dir, model_sha256, loaded.path)
     out.prepare(overwrite)
 
-    validation = validation_set(loaded, text=validate_on)
+    validation = validation_set(loaded, text=own_text)
     log(validation.describe())
     report = {
         "nextword_version": __version__,
