@@ -41,9 +41,9 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from nextword.contract import CONFIG_NAME, DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, VOCAB_NAME
-from nextword.modelfile import (_fields, detect_format, encode_varint, length_delimited, onnx_digest, onnx_metadata_props,
-                                tflite_digest, zip_start)
+from nextword.modelfile.contract import CONFIG_NAME, DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, VOCAB_NAME
+from nextword.modelfile.reader import detect_format
+from nextword.modelfile.containers import _fields, encode_varint, length_delimited, onnx_digest, onnx_metadata_props, tflite_digest, zip_start
 
 BYTE_KINDS = ("bitflip", "truncate", "zeros", "insert", "append")
 META_KINDS = ("zip", "config", "vocab")

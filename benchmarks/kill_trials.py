@@ -78,7 +78,7 @@ def whole_files(folder: Path) -> list[str]:
                     if bad:
                         problems.append(f"{path}: member {bad} damaged")
             elif path.name in MODEL_FILES:
-                from nextword.modelfile import read_model_file
+                from nextword.modelfile.reader import read_model_file
 
                 read_model_file(path)
         except Exception as err:  # noqa: BLE001 - any failure is the finding

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from nextword import Predictor
-    from nextword.evaluate import evaluate_adapted
+    from nextword.measure.evaluate import evaluate_adapted
     from nextword.session import Session
 
     predictor = Predictor.load(args.model, engine=args.engine, threads=1)

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from browser import browser_session, call, missing, served, wait_settled  # noqa: E402
-from nextword.web_cli import page_address  # noqa: E402
+from nextword.cli.web import page_address  # noqa: E402
 
 TIMING = """
     const nw = window.nextwordPage.model;

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from nextword.contract import ALL_PRECISIONS, FORMATS, parse_selection
+from nextword.modelfile.contract import ALL_PRECISIONS, FORMATS, parse_selection
 from nextword.deps import require
 from nextword.errors import UsageError
 
@@ -60,7 +60,7 @@ def run(args) -> int:
         raise UsageError(f"--window must be at least 1, got {args.window}")
     sign = None
     if args.sign is not None:
-        from nextword.signing import load_private_key
+        from nextword.modelfile.signing import load_private_key
 
         sign = load_private_key(args.sign)  # a bad key fails before any conversion
     result = export_run(args.run_dir, args.out, formats=formats, precisions=precisions,

@@ -21,11 +21,12 @@ from pathlib import Path
 import tensorflow as tf
 
 from nextword import __version__
-from nextword.contract import FORMS, file_name, parse_selection
+from nextword.modelfile.contract import FORMS, file_name, parse_selection
 from nextword.engines import OnnxEngine, TFLiteEngine
 from nextword.errors import ExportValidationError, UsageError
 from nextword.fileio import atomic_path
-from nextword.modelfile import ModelFile, read_model_file
+from nextword.modelfile.reader import ModelFile, read_model_file
+from nextword.modelfile.signing import signed_bytes
 from nextword.export import onnx_format, sizes, tflite_format
 from nextword.export.contexts import ValidationSet, text_lines, validation_set
 from nextword.export.graphs import InferenceGraphs, LstmWeights
@@ -56,7 +57,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
                log: Log = print) -> ExportResult:
     """Export a training run directory, or a Keras user's model file (``.keras``/``.h5``, with ``tokenizer``
     and ``window`` where the file does not say them: ``keras_import``). ``sign``: an Ed25519 private key
-    (``nextword.signing``) that signs every file. ``validate_on``: a text file whose line prefixes the files are
+    (``nextword.modelfile.signing``) that signs every file. ``validate_on``: a text file whose line prefixes the files are
     validated on first (``contexts.validation_set``)."""
     selection = parse_selection(formats, precisions)
     # A missing or empty text fails before anything is loaded or written; its lines are read when validating.
@@ -144,7 +145,7 @@ def _tflite_bytes(saved_model: Path, loaded: LoadedRun | ImportedModel, precisio
 def _signed(data: bytes, fmt: str, key) -> bytes:
     if key is None:
         return data
-    return (tflite_format if fmt == "tflite" else onnx_format).signed(data, key)
+    return signed_bytes(data, fmt, key)
 
 
 def _onnx_bytes(float_proto, loaded: LoadedRun | ImportedModel, precision: str, *,

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from nextword.config import ModelConfig
-from nextword.contract import C, C_OUT, H, H_OUT, PROBS, SEQUENCE, STEP, TOKEN, TOKENS, WINDOW
+from nextword.modelfile.contract import C, C_OUT, H, H_OUT, PROBS, SEQUENCE, STEP, TOKEN, TOKENS, WINDOW
 
 
 @dataclass(frozen=True)

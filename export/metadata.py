@@ -1,8 +1,8 @@
-"""The metadata a model file carries, built from a loaded run (the typed contract is ``nextword.contract``)."""
+"""The metadata a model file carries, built from a loaded run (the typed contract is ``nextword.modelfile.contract``)."""
 
 from __future__ import annotations
 
-from nextword.contract import ModelMetadata, SpecialIds, TrainingSummary, form_specs, padding_note
+from nextword.modelfile.contract import ModelMetadata, SpecialIds, TrainingSummary, form_specs, padding_note
 
 
 def build_metadata(loaded, fmt: str, precision: str, *, tensor_bytes: dict[str, int],

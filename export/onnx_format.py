@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from nextword.contract import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, PRECISIONS as _PRECISIONS, SEQUENCE)
-from nextword.modelfile import onnx_digest, onnx_metadata_props
-from nextword.sign_cli import signed_onnx
+from nextword.modelfile.contract import (DIGEST_PLACEHOLDER, ONNX_CONFIG_KEY, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, PRECISIONS as _PRECISIONS, SEQUENCE)
+from nextword.modelfile.containers import onnx_digest, onnx_metadata_props
 
 PRECISIONS = _PRECISIONS["onnx"]
 OPSET = 17
@@ -187,11 +186,6 @@ def nodes(graph):
             if attribute.type == onnx.AttributeProto.GRAPH:
                 yield from nodes(attribute.g)
 
-
-def signed(data: bytes, private_key) -> bytes:
-    """The file with a ``nextword.signature`` metadata_props entry (a signature of its checksum,
-    ``nextword.signing``) appended as its last field: the checksum still covers every byte before it."""
-    return signed_onnx(data, private_key)
 
 
 def with_metadata(proto: onnx.ModelProto, vocab_text: str, config_json: str) -> bytes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nextword.contract import MODEL_FORMAT_VERSION, model_file_names
+from nextword.modelfile.contract import MODEL_FORMAT_VERSION, model_file_names
 from nextword.errors import RunDirError
 from nextword.fileio import atomic_write_text, ensure_writable_dir
 

@@ -1,6 +1,7 @@
 """Where a model file's bytes go: the weights of each layer group, measured on the file's own tensors.
 
-    tensor_bytes(flatbuffer_or_proto, config)  # {"embedding": 1280000, "lstm": 394240, "output": 40004, ...}
+    tflite_tensor_bytes(flatbuffer, config)  # {"embedding": 1280000, "lstm": 394240, "output": 40004, ...}
+    onnx_tensor_bytes(proto, config)
 
 A constant is put in a group by what reads it and by its shape: one read by a lookup (GATHER) is the
 embedding (in a tied model the softmax reads it too, and it is counted once, there); ``4 * hidden``

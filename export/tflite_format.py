@@ -16,9 +16,8 @@ import flatbuffers
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
-from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, FORMS, PRECISIONS as _PRECISIONS, TFLITE_CHECKSUM_COVERS, VOCAB_NAME)
-from nextword.modelfile import associated_files_zip, tflite_digest, zip_start  # noqa: F401 (tests import it here)
-from nextword.sign_cli import signed_tflite
+from nextword.modelfile.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, FORMS, PRECISIONS as _PRECISIONS, TFLITE_CHECKSUM_COVERS, VOCAB_NAME)
+from nextword.modelfile.containers import associated_files_zip, tflite_digest, zip_start  # noqa: F401 (tests import it here)
 from nextword.export.tflite_quantize import quantize_weights
 
 PRECISIONS = _PRECISIONS["tflite"]
@@ -99,10 +98,6 @@ def with_associated_files(flatbuffer: bytes, vocab_text: str, config: dict) -> b
     digest = tflite_digest(flatbuffer, vocab, dump(DIGEST_PLACEHOLDER).encode("utf-8"))
     return flatbuffer + associated_files_zip(vocab_text, dump(digest))
 
-
-def signed(data: bytes, private_key) -> bytes:
-    """The file with a signature of its checksum (``nextword.signing``) as a third member, ``nextword.sig``."""
-    return signed_tflite(data, private_key)
 
 
 def builtin_ops(flatbuffer: bytes) -> list[str]:

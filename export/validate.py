@@ -83,7 +83,7 @@ def measure(engine, contexts: np.ndarray, reference: np.ndarray, config) -> dict
     column from the zero state, the sequence form on each context's own words only (what ``suggest()``
     runs); plus whether two identical calls agree."""
     results = {"window": compare(reference, engine.window(contexts))}
-    if getattr(engine, "has_sequence", False):
+    if engine.has_sequence:
         results["sequence"] = compare(reference, sequence_probs(engine, contexts, config))
     if engine.has_step:
         h = np.zeros((config.num_layers, len(contexts), config.hidden_size), np.float32)

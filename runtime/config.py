@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from nextword.errors import UsageError
 
-#: Bump when a saved ``config.json`` or embedded config changes incompatibly.
+#: Bump when a run's saved ``config.json`` changes incompatibly (a model file's embedded config has its own
+#: version, ``nextword.modelfile.contract.MODEL_FORMAT_VERSION``).
 CONFIG_FORMAT_VERSION = 1
 
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-
 from nextword.tokenizer import PAD_ID, Tokenizer
 
 

@@ -1,11 +1,12 @@
-"""Inference engines behind one small interface: ``window`` and ``step``.
+"""Inference engines behind one declared interface (``Engine``): ``window``, ``step`` and ``sequence``.
 
 - TFLite: ai-edge-litert (preferred) or tflite-runtime, both through signature
   runners ``window``, ``step`` and ``sequence`` of the same file.
 - ONNX: ONNX Runtime, one graph: the sequence form, called as the window and step forms too.
 
-Every engine has ``window`` and ``step``; ``sequence`` (any number of tokens from a state) where
-the file has it (format 2 files all do), so that a context of n words costs n steps.
+Every engine has ``window``; ``step`` and ``sequence`` (any number of tokens from a state) where it says so
+(``has_step``, ``has_sequence``: every format 2 file has both), so that a context of n words costs n steps.
+The Keras model in training (``nextword.train.model.KerasEngine``) is an engine with the window form only.
 
 Only files that ``read_model_file`` accepted (metadata present, checksum good)
 reach an engine. TFLite interpreters are not thread-safe, so each engine
@@ -18,14 +19,51 @@ import importlib
 import importlib.util
 import threading
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-from nextword.contract import C, C_OUT, ENGINE_EXTRAS, ENGINES, H, H_OUT, PROBS, SEQUENCE, STEP, TOKEN, TOKENS, WINDOW
 from nextword.errors import EngineError
-from nextword.modelfile import ModelFile, read_model_file
+from nextword.modelfile.contract import (
+    C_OUT,
+    ENGINE_EXTRAS,
+    ENGINES,
+    H_OUT,
+    PROBS,
+    SEQUENCE,
+    STEP,
+    TOKEN,
+    TOKENS,
+    WINDOW,
+    C,
+    H,
+)
+from nextword.modelfile.reader import ModelFile, read_model_file
 
 _TFLITE_MODULES = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every engine provides: a ``Predictor`` calls nothing else."""
+
+    name: str
+    has_step: bool       #: ``step`` works
+    has_sequence: bool   #: ``sequence`` works
+
+    def window(self, tokens: np.ndarray) -> np.ndarray:
+        """(batch, window) pre-padded ids -> (batch, vocab) probabilities."""
+
+    def step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(batch,) ids and (layers, batch, hidden) states -> (probs, h, c)."""
+
+    def sequence(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(batch, steps) pre-padded ids from a state -> (probs after the last, h, c)."""
+
+    def padded_steps(self, steps: int) -> int:
+        """The number of steps to run ``steps`` tokens as (masked padding up to a length the engine runs cheaper)."""
+
+    def declared_shapes(self) -> dict[tuple[str, str], tuple[int | None, ...]]:
+        """(form, tensor name) -> the shape the graph declares (None: any); empty where nothing is declared."""
 
 
 def installed_engines(fmt: str) -> list[str]:

@@ -21,22 +21,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from nextword.config import ModelConfig
 from nextword.context import Suggestion, WordIndex, window_ids
-from nextword.contract import C, C_OUT, H, H_OUT, PROBS, TOKENS, WINDOW
 from nextword.engines import open_engine
 from nextword.errors import ModelFileError, UsageError
-from nextword.modelfile import ModelFile, read_model_file
+from nextword.modelfile.contract import C_OUT, H_OUT, PROBS, TOKENS, WINDOW, C, H
+from nextword.modelfile.reader import ModelFile, read_model_file
 from nextword.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from nextword.session import Session
 
 
-def check_k(k) -> None:
+def check_k(k, most: int | None = None, *, too_many: str = "") -> None:
+    """The one rule for a number of suggestions: a whole number of at least 1 (and at most ``most``, e.g. a
+    strip's slots, ``too_many`` the line that says why), else one UsageError line."""
     if type(k) is not int and (isinstance(k, bool) or not isinstance(k, (int, np.integer))) or k < 1:
         raise UsageError(f"k must be a whole number of at least 1, got {k!r}")
+    if most is not None and k > most:
+        raise UsageError(too_many or f"k must be at most {most}, got {k!r}")
 
 
 class Predictor:
@@ -65,7 +68,7 @@ class Predictor:
     def load(cls, path: str | Path, *, engine: str | None = None, threads: int | None = None,
              trust=None) -> Predictor:
         """The model file at ``path`` on ``engine`` (default: the best installed). ``trust``: an Ed25519 public
-        key (PEM path or bytes): only files signed with it load (``nextword.signing``)."""
+        key (PEM path or bytes): only files signed with it load (``nextword.modelfile.signing``)."""
         model = read_model_file(path, trust=trust)  # metadata, checksum, structure: before any engine sees it
         predictor = cls(model.tokenizer, model.config, open_engine(model, engine, threads), model)
         predictor._probe(path)
@@ -79,9 +82,9 @@ class Predictor:
         self._check_declared_shapes(path)
         try:
             outputs = [np.asarray(self.engine.window(np.zeros((1, window), np.int32)))]
-            if self.config.masked and getattr(self.engine, "has_sequence", False):
+            if self.config.masked and self.engine.has_sequence:
                 outputs.append(np.asarray(self._forward([self.tokenizer.context_ids("we")])))
-            if getattr(self.engine, "has_step", False):
+            if self.engine.has_step:
                 zero = np.zeros((self.config.num_layers, 1, self.config.hidden_size), np.float32)
                 outputs.append(np.asarray(self.engine.step(np.array([1], np.int32), zero, zero)[0]))
         except Exception as err:  # noqa: BLE001 - engines raise their own types (onnxruntime's InvalidArgument ...)
@@ -107,7 +110,7 @@ class Predictor:
                     H_OUT: (config.num_layers, None, config.hidden_size),
                     C_OUT: (config.num_layers, None, config.hidden_size)}
         fields = {TOKENS: "model.window", PROBS: "model.vocab_size", H: "model.num_layers and model.hidden_size"}
-        declared = getattr(self.engine, "declared_shapes", dict)()
+        declared = self.engine.declared_shapes()
         for (form, name), shape in declared.items():
             want = expected.get(name)
             if want is None or (name == TOKENS and form != WINDOW):
@@ -214,7 +217,7 @@ class Predictor:
         """(n, vocab) for contexts of ids: the sequence form over the longest one's steps (pre-padded: padding
         is masked), so n words cost n LSTM steps; the window form where the engine has no sequence form
         (the Keras model in training) and for a model that reads its padding."""
-        if not self.config.masked or not getattr(self.engine, "has_sequence", False):
+        if not self.config.masked or not self.engine.has_sequence:
             # A model that reads its padding (config.masked False) only ever sees the full window.
             return self.engine.window(np.stack([window_ids(ids, self.config.window) for ids in contexts]))
         if len(contexts) == 1 and self.remember_contexts:
@@ -261,9 +264,8 @@ class Predictor:
                 from_start.append(row)
             tails.append(ids)
         steps = max(1, max(map(len, tails)))  # nothing left: one padding step keeps the state
-        padded = getattr(self.engine, "padded_steps", None)
-        if padded is not None:  # an engine that runs some lengths cheaper: masked padding up to one of them
-            steps = max(steps, min(padded(steps), self.config.window))
+        # An engine that runs some lengths cheaper pads up to one of them (masked padding).
+        steps = max(steps, min(self.engine.padded_steps(steps), self.config.window))
         tokens = np.zeros((count, steps), np.int32)  # pre-padded
         for row, ids in enumerate(tails):
             if ids:

@@ -19,11 +19,9 @@ form for every word: its state cannot be carried (a paste computes only the posi
 from __future__ import annotations
 
 import numpy as np
-
 from nextword.context import Suggestion, window_ids
 from nextword.predictor import check_k
 from nextword.profile import ORDER, Profile
-
 
 #: Ids kept beyond the window, so that a backspace past the window's start still restores older words;
 #: older ones are dropped (a session that is never reset must not grow).

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nextword.web_cli import CLIENT_DIR, ORT_DIST, page_address, serve
+from nextword.cli.web import CLIENT_DIR, ORT_DIST, page_address, serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: As root in a closed network: no sandbox, no GPU, and none of Chromium's background connections.
@@ -133,6 +133,14 @@ class WebEngine:
 
     def __init__(self, page) -> None:
         self.page = page
+
+    @staticmethod
+    def padded_steps(steps: int) -> int:
+        return steps
+
+    @staticmethod
+    def declared_shapes() -> dict:
+        return {}
 
     def sequence(self, tokens, h, c):
         tokens = np.ascontiguousarray(tokens, np.int32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nextword import cli
-from nextword.evaluate import KeystrokeCounter, evaluate, examples
+from nextword.measure.evaluate import KeystrokeCounter, evaluate, examples
 from nextword.tokenizer import Tokenizer, TokenizerConfig
 
 LINES = ["the cat sat", "the cat ran"]

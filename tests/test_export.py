@@ -20,7 +20,8 @@ ort = pytest.importorskip("onnxruntime")
 from nextword import cli  # noqa: E402
 from nextword.engines import open_engine  # noqa: E402
 from nextword.errors import ChecksumError, ExportValidationError, MetadataError, VocabMismatchError  # noqa: E402
-from nextword.modelfile import read_model_file, zip_start  # noqa: E402
+from nextword.modelfile.reader import read_model_file  # noqa: E402
+from nextword.modelfile.containers import zip_start
 from nextword.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from nextword.export import exporter, validate  # noqa: E402
 from nextword.export.tflite_format import builtin_ops  # noqa: E402
@@ -225,7 +226,7 @@ def test_swapped_vocabulary_lines_are_refused(exported, tmp_path):
 def test_the_tflite_checksum_covers_everything_the_runtime_reads(exported, tmp_path, part):
     """One changed byte in any part (the zip's CRCs fixed, as an editor writes them) is a ChecksumError;
     a file whose checksum says it covers the flatbuffer only (earlier files) gets one line: export again."""
-    from nextword.contract import FLATBUFFER_ONLY_COVERS
+    from nextword.modelfile.contract import FLATBUFFER_ONLY_COVERS
     from nextword.export.tflite_format import associated_files_zip
 
     _, models, _ = exported
@@ -541,9 +542,9 @@ def test_an_onnx_config_that_does_not_fit_the_graph_is_refused_at_load(exported,
     the field (onnxruntime's own InvalidArgument never reaches the user)."""
     import sys as _sys
 
-    from nextword.contract import ONNX_CONFIG_KEY
+    from nextword.modelfile.contract import ONNX_CONFIG_KEY
     from nextword.errors import NextwordError
-    from nextword.modelfile import onnx_metadata_props
+    from nextword.modelfile.containers import onnx_metadata_props
     from nextword.predictor import Predictor
 
     _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from nextword import cli
-from nextword.console import is_noise
+from nextword.cli.console import is_noise
 from nextword.errors import UsageError
 
 from conftest import run_cli, write_tiny_corpus
@@ -209,7 +209,7 @@ def test_bench_refuses_an_out_that_is_a_file_before_measuring(exported, tmp_path
 
 
 def test_bench_measures_the_files_of_an_export_folder(exported, tmp_path):
-    from nextword.bench import expand
+    from nextword.measure.bench import expand
 
     _, models, _ = exported
     files = expand([models])
@@ -358,9 +358,9 @@ def test_model_settings_are_the_model_configs_fields(tmp_path, seed_corpus):
                                          (("special_ids", "eos"), float("nan")), (("tensor_bytes",), {"lstm": -1}),
                                          (("forms",), [])])
 def test_a_wrong_field_type_is_a_metadata_error(exported, path, value):
-    from nextword.contract import ModelMetadata
+    from nextword.modelfile.contract import ModelMetadata
     from nextword.errors import MetadataError
-    from nextword.modelfile import read_model_file
+    from nextword.modelfile.reader import read_model_file
 
     _, models, _ = exported
     data = read_model_file(models / "model.onnx").metadata.to_dict()

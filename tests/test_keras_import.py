@@ -22,8 +22,8 @@ from keras_tutorial import CONTEXTS, train_tutorial_model  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
 from nextword import Predictor  # noqa: E402
-from nextword.contract import PRECISIONS, file_name  # noqa: E402
-from nextword.modelfile import read_model_file  # noqa: E402
+from nextword.modelfile.contract import PRECISIONS, file_name  # noqa: E402
+from nextword.modelfile.reader import read_model_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nextword import Tokenizer
-from nextword.modelfile import read_model_file
+from nextword.modelfile.reader import read_model_file
 
 from conftest import SEED_LINES
 

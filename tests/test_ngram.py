@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nextword import cli
-from nextword.ngram import KneserNeyTrigram
+from nextword.measure.ngram import KneserNeyTrigram
 from nextword.tokenizer import Tokenizer, TokenizerConfig
 
 

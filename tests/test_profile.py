@@ -386,7 +386,7 @@ def test_keyboard_line_mode_blocks_words_and_learns_with_a_profile(exported, tmp
 
 
 def test_a_profile_that_cannot_be_saved_is_said_and_typing_goes_on(exported, tmp_path):
-    from nextword.keyboard import Keyboard
+    from nextword.cli.keyboard import Keyboard
 
     _, models, _ = exported
     predictor = Predictor.load(models / "model.int8.tflite")

@@ -1,4 +1,5 @@
-"""The README opens with exactly the two commands, and CI runs the second."""
+"""The README opens with exactly the two commands, CI runs the second, and every Python block of the README and
+of the docs it links runs as written."""
 
 from __future__ import annotations
 
@@ -31,9 +32,24 @@ def test_ci_runs_the_readme_test_command():
     assert out.stdout.strip() == first_code_block()[1]
 
 
+#: The pages whose Python blocks run, in this order (a later page uses what an earlier one made).
+SNIPPET_PAGES = ["README.md", "docs/training.md", "docs/export.md", "docs/device.md", "docs/profile.md",
+                 "docs/evaluation.md"]
+
+
 def python_snippets() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    blocks = []
+    for page in SNIPPET_PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        blocks += re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    return blocks
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert [p for p in pages if f"docs/{p}" not in readme] == []
+    assert len(readme.splitlines()) <= 250
 
 
 def test_every_python_snippet_runs_in_order_as_written(tmp_path):
@@ -52,12 +68,12 @@ def test_every_python_snippet_runs_in_order_as_written(tmp_path):
 
 
 def test_bring_your_own_keras_model_commands_run_as_written(tmp_path):
-    """The "Bring your own Keras model" section: its Python (the tutorial), then its two commands."""
+    """docs/export.md's "Bring your own Keras model" section: its Python (the tutorial), then its two commands."""
     import shlex
 
     from conftest import run_cli, user_env
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "export.md").read_text(encoding="utf-8")
     section = text[text.index("## Bring your own Keras model"):]
     python = re.search(r"^```python\n(.*?)^```\n", section, re.S | re.M)
     code = python.group(1)

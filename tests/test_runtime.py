@@ -17,7 +17,8 @@ import pytest
 from nextword import Predictor, Suggestion
 from nextword.context import window_ids
 from nextword.errors import EngineError, UsageError
-from nextword.modelfile import read_model_file, zip_start
+from nextword.modelfile.reader import read_model_file
+from nextword.modelfile.containers import zip_start
 
 from conftest import run_cli
 

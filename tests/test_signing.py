@@ -14,12 +14,12 @@ pytest.importorskip("cryptography")
 pytest.importorskip("tensorflow")
 
 from nextword import Predictor, cli  # noqa: E402
-from nextword.contract import CONFIG_NAME, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, SIGNATURE_NAME, VOCAB_NAME  # noqa: E402
+from nextword.modelfile.contract import CONFIG_NAME, ONNX_DIGEST_KEY, ONNX_VOCAB_KEY, SIGNATURE_NAME, VOCAB_NAME  # noqa: E402
 from nextword.errors import SignatureError, UsageError, VocabMismatchError  # noqa: E402
-from nextword.export import exporter, onnx_format, tflite_format  # noqa: E402
-from nextword.modelfile import (onnx_signature_start, onnx_digest, onnx_metadata_props, read_model_file,  # noqa: E402
-                                zip_start)
-from nextword.signing import generate, load_private_key  # noqa: E402
+from nextword.export import exporter, tflite_format  # noqa: E402
+from nextword.modelfile.reader import read_model_file  # noqa: E402
+from nextword.modelfile.containers import onnx_digest, onnx_metadata_props, onnx_signature_start, zip_start  # noqa: E402
+from nextword.modelfile.signing import generate, load_private_key, signed_bytes  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
 
@@ -39,8 +39,8 @@ def signed(exported, keys, tmp_path_factory):
     out = tmp_path_factory.mktemp("signed")
     key = load_private_key(keys["release"][0])
     for name in NAMES:
-        module = tflite_format if name.endswith(".tflite") else onnx_format
-        (out / name).write_bytes(module.signed((models / name).read_bytes(), key))
+        fmt = "tflite" if name.endswith(".tflite") else "onnx"
+        (out / name).write_bytes(signed_bytes((models / name).read_bytes(), fmt, key))
     return out
 
 

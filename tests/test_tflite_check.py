@@ -1,4 +1,4 @@
-"""The structural check of TFLite flatbuffers (nextword.tflite_check): one test per rule.
+"""The structural check of TFLite flatbuffers (nextword.modelfile.tflite_check): one test per rule.
 
 Each damage is made the way an attacker would: through the schema (a valid flatbuffer that says
 something impossible) or on the bytes, and always re-signed, so that the checksum lets it through and
@@ -20,8 +20,9 @@ from tensorflow.lite.python import schema_py_generated as schema  # noqa: E402
 
 from nextword.errors import ModelFileError  # noqa: E402
 from nextword.export.tflite_format import with_associated_files  # noqa: E402
-from nextword.modelfile import read_model_file, zip_start  # noqa: E402
-from nextword.tflite_check import check_tflite  # noqa: E402
+from nextword.modelfile.reader import read_model_file  # noqa: E402
+from nextword.modelfile.containers import zip_start
+from nextword.modelfile.tflite_check import check_tflite  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from nextword import Predictor
 from nextword.tokenizer import KERAS_FILTERS, Tokenizer, TokenizerConfig
-from nextword.web_cli import CLIENT_DIR, page_address
+from nextword.cli.web import CLIENT_DIR, page_address
 
 from browser import browser_session, call, missing, open_page, page_suggest, served, strip_words
 from conftest import run_cli, user_env
@@ -275,18 +275,17 @@ def test_a_trusted_key_admits_only_files_signed_with_it(browser, exported, tmp_p
     """As `--trust` in Python: with the app's public key, the page and `NextWord.load(..., {trust})` refuse an
     unsigned file, one signed by another key and one whose signature was edited, each in one line."""
     pytest.importorskip("cryptography")
-    from nextword.export import onnx_format
-    from nextword.signing import generate, load_private_key
+    from nextword.modelfile.signing import generate, load_private_key, signed_bytes
 
     _, models, _ = exported
     keys = {name: generate(tmp_path / name) for name in ("release", "other")}
     plain = (models / "model.int8.onnx").read_bytes()
-    signed = onnx_format.signed(plain, load_private_key(keys["release"][0]))
+    signed = signed_bytes(plain, "onnx", load_private_key(keys["release"][0]))
     record_at = signed.rindex(b'"signature": "') + len(b'"signature": "')
     edited = bytearray(signed)
     edited[record_at] = ord("0") if edited[record_at] != ord("0") else ord("1")
     files = {"signed.onnx": signed, "plain.onnx": plain,
-             "other.onnx": onnx_format.signed(plain, load_private_key(keys["other"][0])), "edited.onnx": bytes(edited)}
+             "other.onnx": signed_bytes(plain, "onnx", load_private_key(keys["other"][0])), "edited.onnx": bytes(edited)}
     (tmp_path / "signed.onnx").write_bytes(signed)
     script = """
         const { NextWord } = await import("./nextword.js");

@@ -20,7 +20,7 @@ import numpy as np
 from keras import layers, ops
 
 from nextword.config import ModelConfig
-from nextword.contract import PROBS, TOKENS
+from nextword.modelfile.contract import PROBS, TOKENS
 
 
 def build_model(config: ModelConfig, *, sequence_output: bool = False, standard_layers: bool = False,
@@ -235,6 +235,20 @@ class KerasEngine:
 
     def window(self, tokens):
         return np.asarray(self.model(np.asarray(tokens, np.int32), training=False))  # (batch, vocab)
+
+    def step(self, token, h, c):
+        raise NotImplementedError("the Keras model has the window form only (has_step is False)")
+
+    def sequence(self, tokens, h, c):
+        raise NotImplementedError("the Keras model has the window form only (has_sequence is False)")
+
+    @staticmethod
+    def padded_steps(steps: int) -> int:
+        return steps
+
+    @staticmethod
+    def declared_shapes() -> dict:
+        return {}  # Keras checks its own shapes
 
 
 def keras_predictor(model: keras.Model, tokenizer, config: ModelConfig):

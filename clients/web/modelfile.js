@@ -218,7 +218,7 @@ export async function readModelFile(bytes) {
 }
 
 // ----------------------------------------------------------------------------- signatures
-// As nextword.signing: an app that ships its models signed refuses every other one. What is signed is the
+// As nextword.modelfile.signing: an app that ships its models signed refuses every other one. What is signed is the
 // file's checksum, prefixed, with Ed25519; the record names the key by the sha256 of its raw 32 bytes.
 const SIGNED_PREFIX = "nextword.model.signature.v1\n";
 const MAX_SIGNATURE_BYTES = 4096;

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from nextword.export import exporter  # noqa: E402
-from nextword.contract import PRECISIONS  # noqa: E402
+from nextword.modelfile.contract import PRECISIONS  # noqa: E402
 from nextword.tokenizer import TokenizerConfig  # noqa: E402
 from nextword.train import trainer  # noqa: E402
 from nextword.train.plan import TrainConfig, plan_new  # noqa: E402

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from nextword.contract import ENGINES, PRECISIONS
+from nextword.modelfile.contract import ENGINES, PRECISIONS
 
 #: Engines outside the Python runtime, by format: the web client's ONNX Runtime Web in Chromium (test_web_parity.py).
 OTHER_ENGINES = {"onnx": ("onnxruntime-web",)}

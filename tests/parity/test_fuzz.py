@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nextword.contract import PRECISIONS
+from nextword.modelfile.contract import PRECISIONS
 from nextword.engines import installed_engines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from nextword import Predictor
 from nextword.context import window_ids
-from nextword.contract import ENGINES, PRECISIONS
+from nextword.modelfile.contract import ENGINES, PRECISIONS
 from nextword.engines import installed_engines, open_engine
 from nextword.export.validate import TOLERANCES, compare, failures, sequence_probs  # numpy only: no TensorFlow
-from nextword.modelfile import read_model_file
+from nextword.modelfile.reader import read_model_file
 
 ROOT = Path(os.environ.get("NEXTWORD_PARITY_DIR", "build/parity"))
 OUT = os.environ.get("NEXTWORD_PARITY_OUT")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the b
 
 from browser import WebEngine, browser_session, missing, open_page, page_suggest, served  # noqa: E402
 from nextword import Predictor  # noqa: E402
-from nextword.contract import PRECISIONS  # noqa: E402
+from nextword.modelfile.contract import PRECISIONS  # noqa: E402
 from nextword.engines import installed_engines  # noqa: E402
 from nextword.export.validate import sequence_probs  # noqa: E402
 from test_parity import MANIFEST, ROOT, model_path, record_forms, step_through  # noqa: E402

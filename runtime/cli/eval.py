@@ -5,7 +5,7 @@
     nextword eval runs/ptb --text ptb.test.txt --trigram ptb.train.txt       # against an n-gram keyboard
 
 MODEL is a model file (.tflite, .onnx: scored through the runtime, as on the device) or a training run
-directory (its Keras model; needs the `train` extra). See ``nextword.evaluate`` for the measures.
+directory (its Keras model; needs the `train` extra). See ``nextword.measure.evaluate`` for the measures.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import json
 import sys
 from pathlib import Path
 
+from nextword.cli.predict import add_engine_options
 from nextword.errors import TextFileError, UsageError
-from nextword.evaluate import CONTEXTS, evaluate
 from nextword.fileio import read_lines
-from nextword.predict_cli import add_engine_options
+from nextword.measure.evaluate import CONTEXTS, evaluate
 
 
 def add_parser(subparsers) -> None:
@@ -51,9 +51,10 @@ def _scorer(model: Path, engine: str | None, threads: int | None, trust: str | N
 
         require("tensorflow", extra="train", command="eval RUN_DIR")
         from nextword.train.loading import load_run
+        from nextword.train.model import KerasEngine
 
         loaded = load_run(model)
-        return (lambda x: loaded.model(x, training=False).numpy(), loaded.tokenizer, loaded.config.window,
+        return (KerasEngine(loaded.model).window, loaded.tokenizer, loaded.config.window,
                 f"Keras {model / 'model.keras'}")
     from nextword.predictor import Predictor
 
@@ -98,7 +99,7 @@ def _run_adapted(args) -> int:
         raise UsageError("--adapt runs a model file the way a keyboard does: give a .tflite or .onnx file")
     if args.context != "line" or args.trigram:
         raise UsageError("--adapt scores a keyboard user's messages (line context) without --trigram")
-    from nextword.evaluate import evaluate_adapted
+    from nextword.measure.evaluate import evaluate_adapted
     from nextword.predictor import Predictor
     from nextword.profile import Profile
 
@@ -132,7 +133,7 @@ def _run_adapted(args) -> int:
 
 
 def _trigram(paths: list[str], tokenizer, context: str):
-    from nextword.ngram import KneserNeyTrigram
+    from nextword.measure.ngram import KneserNeyTrigram
 
     def lines():
         for path in paths:

@@ -4,13 +4,13 @@ The exporter builds a ``ModelMetadata`` and writes ``to_dict()`` into the file; 
 ``read_model_file`` parses it back with ``from_dict()``, which checks every field's type, so a
 file that says something it cannot mean is refused with one line before any engine sees it.
 
-    from nextword.modelfile import read_model_file
+    from nextword.modelfile.reader import read_model_file
     meta = read_model_file("model.int8.tflite").metadata
     meta.precision, meta.model.window, meta.forms[WINDOW].inputs[TOKENS].shape    # "int8", 17, (-1, 17)
 
 Everything else that names a part of the contract imports it from here: the tensor names
 (``tokens``, ``probs``, ``h_out`` ...), the formats, precisions and engines, file names.
-Layout (format version 1) and the byte-level containers are described in ``nextword.modelfile``.
+Layout (format version 1) and the byte-level containers are described in ``nextword.modelfile.reader``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ FORMS: dict[str, tuple[str, ...]] = {"tflite": (WINDOW, STEP, SEQUENCE), "onnx":
 #: TFLite: associated files in a zip appended to the flatbuffer.
 CONFIG_NAME = "nextword.json"
 VOCAB_NAME = "vocab.txt"
-#: Optional, in signed files only: the signature record (``nextword.signing``), outside the checksum it signs.
+#: Optional, in signed files only: the signature record (``nextword.modelfile.signing``), outside the checksum it signs.
 SIGNATURE_NAME = "nextword.sig"
 #: ONNX: ``metadata_props`` keys.
 ONNX_CONFIG_KEY = "nextword.config"

@@ -142,3 +142,32 @@ def generate(out: str | Path) -> tuple[Path, Path]:
     atomic_write_bytes(private_path, private_pem, mode=0o600)  # never readable by others, not even briefly
     atomic_write_bytes(public_path, public_pem)
     return private_path, public_path
+
+
+def signed_bytes(data: bytes, fmt: str, private_key) -> bytes:
+    """A model file's bytes (``fmt`` "tflite" or "onnx") with a signature of its checksum in the container
+    (docs/model-format.md says where); the bytes the checksum covers are unchanged. One already there is replaced."""
+    from nextword.modelfile.containers import onnx_checksum, signed_onnx, signed_tflite, tflite_checksum
+
+    if fmt == "tflite":
+        return signed_tflite(data, sign_digest(private_key, tflite_checksum(data)).to_bytes())
+    return signed_onnx(data, sign_digest(private_key, onnx_checksum(data)).to_bytes())
+
+
+def sign_file(path: str | Path, private_key) -> Path:
+    """Sign a model file in place (``nextword sign``): the file is read and checked first (a damaged or
+    foreign file is refused, never signed), signed, the signed bytes read back with the key's public half,
+    and only then do they replace the file (a temporary file renamed: never half-written)."""
+    from nextword.modelfile.reader import read_model_file  # (the reader verifies signatures with this module)
+
+    path = Path(path)
+    model = read_model_file(path)
+    data = signed_bytes(model.data, model.format, private_key)
+    check = path.with_name(f".{path.name}.signing")
+    try:
+        atomic_write_bytes(check, data)
+        read_model_file(check, trust=private_key.public_key())
+        check.replace(path)  # (a rename: the original is whole until then)
+    finally:
+        check.unlink(missing_ok=True)
+    return path

@@ -20,9 +20,8 @@ import os
 import shutil
 import sys
 
-from nextword.errors import UsageError
-from nextword.predict_cli import add_engine_options
-from nextword.predictor import Predictor
+from nextword.cli.predict import add_engine_options
+from nextword.predictor import Predictor, check_k
 from nextword.profile import Profile, ProfileError, read_blocklist
 
 HELP = ("Tab: accept 1st | Alt+1..9 (or Esc, digit): accept that one | Backspace | Ctrl-U: clear | "
@@ -48,9 +47,8 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def check_k(k: int) -> None:
-    if not 1 <= k <= MAX_K:
-        raise UsageError(f"-k {k}: the strip shows 1 to {MAX_K} suggestions (one Alt+digit each)")
+def check_strip_k(k: int) -> None:
+    check_k(k, MAX_K, too_many=f"-k {k}: the strip shows 1 to {MAX_K} suggestions (one Alt+digit each)")
 
 
 class Keyboard:
@@ -58,7 +56,7 @@ class Keyboard:
 
     def __init__(self, predictor: Predictor, k: int = 3, profile: Profile | None = None, *,
                  incognito: bool = False, block=()) -> None:
-        check_k(k)
+        check_strip_k(k)
         self.predictor = predictor
         self.k = k
         self.text = ""
@@ -258,7 +256,7 @@ def line_mode(keyboard: Keyboard) -> int:
 
 
 def run(args) -> int:
-    check_k(args.k)  # before loading the model
+    check_strip_k(args.k)  # before loading the model
     block = read_blocklist(args.block) if args.block else []
     predictor = Predictor.load(args.model, engine=args.engine, threads=args.threads, trust=args.trust)
     profile = Profile.open(args.profile, predictor.tokenizer) if args.profile else None

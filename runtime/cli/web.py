@@ -16,7 +16,7 @@ import urllib.parse
 from pathlib import Path
 
 from nextword.errors import UsageError
-from nextword.modelfile import read_model_file
+from nextword.modelfile.reader import read_model_file
 
 #: The client's folder in a checkout of the repository (nextword's runtime is the `runtime/` folder beside it).
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "clients" / "web"

@@ -4,7 +4,7 @@
     nextword inspect models/default/model.onnx --json
 
 No inference engine and no TensorFlow are needed: the format is detected from
-the content, the metadata parsed and the checksum verified by ``nextword.modelfile``
+the content, the metadata parsed and the checksum verified by ``nextword.modelfile.reader``
 (a damaged file is reported as such, with a non-zero exit).
 """
 
@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from nextword.contract import TOKENS
-from nextword.modelfile import ModelFile, onnx_metadata_props, read_model_file, zip_start
-from nextword.predict_cli import add_trust_option
+from nextword.cli.predict import add_trust_option
+from nextword.modelfile.containers import onnx_metadata_props, zip_start
+from nextword.modelfile.contract import TOKENS
+from nextword.modelfile.reader import ModelFile, read_model_file
 
 FIRST_WORDS = 12
 

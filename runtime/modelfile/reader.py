@@ -22,23 +22,44 @@ Layout (format version 2):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
-import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from nextword.config import ModelConfig
-from nextword.contract import (CONFIG_NAME, DIGEST_PLACEHOLDER, FLATBUFFER_ONLY_COVERS, ONNX_CONFIG_KEY,
-                               ONNX_DIGEST_KEY, ONNX_SIGNATURE_KEY, ONNX_VOCAB_KEY, SIGNATURE_NAME,
-                               TFLITE_CHECKSUM_COVERS, VOCAB_NAME, FormSpec, ModelMetadata)
-from nextword.errors import (ChecksumError, MetadataError, ModelFileError, SignatureError, TokenizerFileError,
-                             VocabMismatchError)
-from nextword.signing import MAX_SIGNATURE_BYTES, Signature, verify
-from nextword.tflite_check import check_tflite
+from nextword.errors import (
+    ChecksumError,
+    MetadataError,
+    ModelFileError,
+    SignatureError,
+    TokenizerFileError,
+    VocabMismatchError,
+)
+from nextword.modelfile.containers import (
+    onnx_digest,
+    onnx_metadata_props,
+    onnx_signature_start,
+    tflite_digest,
+    zip_start,
+)
+from nextword.modelfile.contract import (
+    CONFIG_NAME,
+    FLATBUFFER_ONLY_COVERS,
+    ONNX_CONFIG_KEY,
+    ONNX_DIGEST_KEY,
+    ONNX_SIGNATURE_KEY,
+    ONNX_VOCAB_KEY,
+    SIGNATURE_NAME,
+    TFLITE_CHECKSUM_COVERS,
+    VOCAB_NAME,
+    FormSpec,
+    ModelMetadata,
+)
+from nextword.modelfile.signing import MAX_SIGNATURE_BYTES, Signature, verify
+from nextword.modelfile.tflite_check import check_tflite
 from nextword.tokenizer import Tokenizer
 
 
@@ -81,7 +102,7 @@ def detect_format(data: bytes) -> str | None:
 
 def read_model_file(path: str | Path, *, trust=None) -> ModelFile:
     """The checked model file at ``path``. ``trust``: a public key (PEM file, PEM bytes or key object):
-    only a file signed with it is accepted (``nextword.signing``)."""
+    only a file signed with it is accepted (``nextword.modelfile.signing``)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -109,27 +130,6 @@ def read_model_file(path: str | Path, *, trust=None) -> ModelFile:
 
 
 # ------------------------------------------------------------------- TFLite
-def associated_files_zip(vocab_text: str, config_json: str, signature: bytes | None = None) -> bytes:
-    """A TFLite file's associated files (vocabulary, config, signature), stored (uncompressed) so a device can
-    map them straight out of the model, with fixed dates: the same model gives the same bytes."""
-    out = io.BytesIO()
-    members = [(VOCAB_NAME, vocab_text.encode("utf-8")), (CONFIG_NAME, config_json.encode("utf-8"))]
-    if signature is not None:
-        members.append((SIGNATURE_NAME, signature))
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, data in members:
-            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    return out.getvalue()
-
-
-def zip_start(data: bytes) -> int | None:
-    """Offset where an appended zip archive begins (the flatbuffer's length), from its end record."""
-    eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
-    if eocd < 0 or eocd + 22 > len(data):
-        return None
-    size_cd, offset_cd = struct.unpack_from("<II", data, eocd + 12)
-    start = eocd - size_cd - offset_cd
-    return start if 0 < start <= eocd else None
 
 
 def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str, Signature | None]:
@@ -173,19 +173,6 @@ def _tflite_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str, 
     return metadata, vocab_text, actual, signature
 
 
-def tflite_digest(flatbuffer: bytes, vocab: bytes, config: bytes, digest: str | None = None) -> str:
-    """The sha256 a TFLite file carries: flatbuffer, ``vocab.txt`` and ``nextword.json``, each preceded by
-    its length (8 bytes, little-endian, so no byte can move from one part to the next), with every
-    occurrence of ``digest`` in the config read as the 64 zeros it was computed with."""
-    if digest:
-        config = config.replace(digest.encode("ascii"), DIGEST_PLACEHOLDER.encode("ascii"))
-    hasher = hashlib.sha256()
-    for part in (flatbuffer, vocab, config):
-        hasher.update(len(part).to_bytes(8, "little"))
-        hasher.update(part)
-    return hasher.hexdigest()
-
-
 def _is_digest(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
@@ -215,81 +202,6 @@ def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> byte
 
 
 # --------------------------------------------------------------------- ONNX
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | 0x80 if value else byte)
-        if not value:
-            return bytes(out)
-
-
-def length_delimited(number: int, payload: bytes) -> bytes:
-    """One protobuf field of wire type 2 (bytes, string, message)."""
-    return encode_varint(number << 3 | 2) + encode_varint(len(payload)) + payload
-
-
-def _fields(data: bytes, start: int = 0, end: int | None = None):
-    """Top-level protobuf fields: (number, wire_type, value_start, value_end) for each."""
-    pos, end = start, len(data) if end is None else end
-    while pos < end:
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, new = _varint(data, pos)
-        elif wire == 1:
-            new = pos + 8
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            new = pos + length
-        elif wire == 5:
-            new = pos + 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if new > end:
-            raise ValueError("field runs past the end of the file")
-        yield number, wire, pos, new
-        pos = new
-
-
-ONNX_METADATA_PROPS = 14
-
-
-def onnx_metadata_props(data: bytes) -> dict[str, tuple[str, int, int]]:
-    """``metadata_props`` of a serialized ModelProto: key -> (value, value_start, value_end)."""
-    props: dict[str, tuple[str, int, int]] = {}
-    for number, wire, start, end in _fields(data):
-        if number != ONNX_METADATA_PROPS or wire != 2:
-            continue
-        key = value = None
-        span = (0, 0)
-        for sub_number, sub_wire, sub_start, sub_end in _fields(data, start, end):
-            if sub_number == 1 and sub_wire == 2:
-                key = data[sub_start:sub_end].decode("utf-8")
-            elif sub_number == 2 and sub_wire == 2:
-                value, span = data[sub_start:sub_end].decode("utf-8"), (sub_start, sub_end)
-        if key is not None and value is not None:
-            props[key] = (value, *span)
-    return props
-
-
-def onnx_digest(data: bytes, span: tuple[int, int]) -> str:
-    """sha256 of the file with the digest's own value blanked to the placeholder."""
-    start, end = span
-    return hashlib.sha256(data[:start] + DIGEST_PLACEHOLDER.encode() + data[end:]).hexdigest()
 
 
 def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str, Signature | None]:
@@ -316,21 +228,6 @@ def _onnx_metadata(data: bytes, path: Path) -> tuple[ModelMetadata, str, str, Si
         signature = Signature.from_bytes(props[ONNX_SIGNATURE_KEY][0].encode("utf-8"), str(path))
     return (_parse_json(props[ONNX_CONFIG_KEY][0].encode("utf-8"), path, "onnx"), props[ONNX_VOCAB_KEY][0], actual,
             signature)
-
-
-def onnx_signature_start(data: bytes) -> int | None:
-    """Where the signature's metadata_props entry begins, if it is the file's last top-level field (else None):
-    the checksum covers every byte before it."""
-    previous_end = last_start = 0
-    last = None
-    for number, wire, start, end in _fields(data):
-        last_start, last, previous_end = previous_end, (number, wire, start, end), end
-    if last is None or last[:2] != (ONNX_METADATA_PROPS, 2):
-        return None
-    for sub_number, sub_wire, sub_start, sub_end in _fields(data, last[2], last[3]):
-        if sub_number == 1 and sub_wire == 2:
-            return last_start if data[sub_start:sub_end] == ONNX_SIGNATURE_KEY.encode() else None
-    return None
 
 
 # ------------------------------------------------------------------- common

@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
-
 from nextword.context import window_ids
 from nextword.tokenizer import PAD_ID, Tokenizer
 

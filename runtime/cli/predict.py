@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
-from nextword.contract import ALL_ENGINES
 from nextword.errors import UsageError
+from nextword.modelfile.contract import ALL_ENGINES
 from nextword.predictor import Predictor
 
 

@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
-
 from nextword.context import WordIndex, window_ids
 from nextword.tokenizer import Tokenizer
 

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from nextword.signing import generate
+    from nextword.modelfile.signing import generate
 
     private, public = generate(args.out)
     print(f"wrote {private} (private: keep it secret, sign with `nextword export ... --sign {private}`)")

@@ -7,7 +7,7 @@ Each subcommand lives beside its stage (``nextword.train.cli`` ...) and imports
 TensorFlow only when it runs, so ``nextword --help`` works on a device. Errors
 nextword raises on purpose print one line and exit non-zero; so does anything
 unexpected (set NEXTWORD_DEBUG=1 to see its traceback). The native libraries'
-log lines are filtered out unless ``--verbose`` (``nextword.console``).
+log lines are filtered out unless ``--verbose`` (``nextword.cli.console``).
 """
 
 from __future__ import annotations
@@ -19,22 +19,22 @@ import os
 import sys
 
 from nextword import __version__
-from nextword.console import quiet_native_logs
+from nextword.cli.console import quiet_native_logs
 from nextword.errors import NextwordError
 
 #: Subcommand name -> module with ``add_parser(subparsers)``.
 SUBCOMMANDS = {
     "train": "nextword.train.cli",
     "export": "nextword.export.cli",
-    "inspect": "nextword.inspect_cli",
-    "predict": "nextword.predict_cli",
-    "keyboard": "nextword.keyboard",
-    "eval": "nextword.eval_cli",
-    "bench": "nextword.bench_cli",
-    "keygen": "nextword.keygen_cli",
-    "sign": "nextword.sign_cli",
-    "profile": "nextword.profile_cli",
-    "web": "nextword.web_cli",
+    "inspect": "nextword.cli.inspect",
+    "predict": "nextword.cli.predict",
+    "keyboard": "nextword.cli.keyboard",
+    "eval": "nextword.cli.eval",
+    "bench": "nextword.cli.bench",
+    "keygen": "nextword.cli.keygen",
+    "sign": "nextword.cli.sign",
+    "profile": "nextword.cli.profile",
+    "web": "nextword.cli.web",
 }
 
 EXIT_INTERNAL = 70

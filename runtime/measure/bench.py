@@ -21,7 +21,6 @@ Writes ``bench.json``, ``bench.md`` and ``bench.png`` to ``--out``.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -30,12 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from nextword.context import window_ids
-from nextword.contract import FORMAT_1_FILE_NAMES, model_file_names
 from nextword.engines import installed_engines
 from nextword.errors import NextwordError, UsageError
-from nextword.modelfile import read_model_file
+from nextword.modelfile.contract import FORMAT_1_FILE_NAMES, model_file_names
+from nextword.modelfile.reader import read_model_file
 from nextword.predictor import Predictor
 
 SENTENCES = ["the company said it expects to report a loss for the third quarter",
@@ -191,21 +189,15 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def bench_keras(run_dir: Path, repeats: int) -> dict:
-    from nextword.deps import require
-
-    require("tensorflow", extra="train", command="bench RUN_DIR")
-    from nextword.train.loading import load_run
-
-    loaded = load_run(run_dir)
-    tokens = window_ids(loaded.tokenizer.context_ids("the company said it"), loaded.config.window)[None]
+def bench_keras(run_dir: Path, call_fn, predict_fn, tokenizer, window: int, report: dict, repeats: int) -> dict:
+    """A training run's Keras model, loaded by the caller with ``nextword.train``'s loader: ``call_fn`` is
+    ``model(x)``, ``predict_fn`` ``model.predict(x)``, ``report`` the run's train report as a dict."""
+    tokens = window_ids(tokenizer.context_ids("the company said it"), window)[None]
     for _ in range(5):
-        loaded.model(tokens, training=False)
-        loaded.model.predict(tokens, verbose=0)
-    call = timed(lambda: loaded.model(tokens, training=False).numpy(), repeats)
-    predict = timed(lambda: loaded.model.predict(tokens, verbose=0), max(20, repeats // 10))
-    report = json.loads((run_dir / "train_report.json").read_text()) if (run_dir / "train_report.json").exists() \
-        else {}
+        call_fn(tokens)
+        predict_fn(tokens)
+    call = timed(lambda: call_fn(tokens), repeats)
+    predict = timed(lambda: predict_fn(tokens), max(20, repeats // 10))
     return {"file": f"{run_dir.name}/model.keras", "format": "keras", "precision": "float32", "engine": "keras",
             "size_bytes": (run_dir / "model.keras").stat().st_size, "model_call": percentiles(call),
             "model_predict": percentiles(predict),
@@ -214,11 +206,17 @@ def bench_keras(run_dir: Path, repeats: int) -> dict:
                          "steady_targets_per_second": report.get("steady_targets_per_second")}}
 
 
-def run_bench(paths: list[Path], *, threads: int = 1, repeats: int = 300, log=print) -> dict:
+def run_bench(paths: list[Path], *, threads: int = 1, repeats: int = 300, log=print, bench_run=None) -> dict:
+    """Every model file (each installed engine) and run directory in ``paths``. A run directory needs
+    ``bench_run(run_dir, repeats) -> row`` (the command line passes one that loads the run with
+    ``nextword.train``: nothing here imports TensorFlow)."""
     rows, keras_rows = [], []
     for path in expand(paths):
         if path.is_dir():
-            keras_rows.append(bench_keras(path, repeats))
+            if bench_run is None:
+                raise UsageError(f"{path} is a training run: benchmarking its Keras model needs `nextword bench` "
+                                 "with the train extra")
+            keras_rows.append(bench_run(path, repeats))
             log(f"keras {path}: model(x) p50 {keras_rows[-1]['model_call']['p50_ms']:.2f} ms")
             continue
         model = read_model_file(path)

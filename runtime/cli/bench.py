@@ -141,12 +141,29 @@ def check_out(out: Path) -> None:
         raise UsageError(f"cannot write to --out {out}: {err.strerror or err}; choose a writable directory") from None
 
 
+def bench_run(run_dir: Path, repeats: int) -> dict:
+    """A run directory's Keras model, loaded with ``nextword.train``'s loader (TensorFlow only here)."""
+    from nextword.deps import require
+
+    require("tensorflow", extra="train", command="bench RUN_DIR")
+    from nextword.measure.bench import bench_keras
+    from nextword.train.loading import load_run
+
+    loaded = load_run(run_dir)
+    report = json.loads((run_dir / "train_report.json").read_text()) if (run_dir / "train_report.json").exists() \
+        else {}
+    return bench_keras(run_dir, lambda x: loaded.model(x, training=False).numpy(),
+                       lambda x: loaded.model.predict(x, verbose=0), loaded.tokenizer, loaded.config.window, report,
+                       repeats)
+
+
 def run(args) -> int:
-    from nextword.bench import run_bench
+    from nextword.measure.bench import run_bench
 
     if args.out:
         check_out(Path(args.out))
-    result = run_bench([Path(p) for p in args.paths], threads=args.threads, repeats=args.repeats)
+    result = run_bench([Path(p) for p in args.paths], threads=args.threads, repeats=args.repeats,
+                       bench_run=bench_run)
     if args.out:
         out = Path(args.out)
         atomic_write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
