@@ -485,7 +485,7 @@ def test_a_config_that_does_not_fit_the_graph_is_refused_at_load(exported, tmp_p
     ("declared", "declares .* allowed")])
 def test_metadata_archive_tampering_is_refused_before_inflating(exported, tmp_path, tamper, message):
     """Zip members flagged encrypted, with another method, or inflating past the bound: one typed line."""
-    from nextword import modelfile
+    from nextword.modelfile import reader as modelfile
     from nextword.errors import MetadataError
 
     _, models, _ = exported
