@@ -27,11 +27,12 @@ TOP_PROB_FLOOR = 0.01
 
 
 #: Per precision, as promised in the README. float16 is judged where a user sees it: the same top words,
-#: and the probabilities of the top words within 2% of their own value. An absolute bound (the former
-#: 1e-3) is tripped by a very confident model whose 0.990 becomes 0.988 while nothing it shows changes.
+#: and the probabilities of the top words within 4% of their own value (docs/export.md says why 4%). An
+#: absolute bound (the former 1e-3) is tripped by a very confident model whose 0.990 becomes 0.988 while
+#: nothing it shows changes.
 TOLERANCES = {
     "float32": Tolerance(max_abs_diff=1e-5, min_top5_identical=1.0),
-    "float16": Tolerance(min_top1_agreement=0.99, min_top5_overlap=0.98, max_top_relative_error=0.02),
+    "float16": Tolerance(min_top1_agreement=0.99, min_top5_overlap=0.98, max_top_relative_error=0.04),
     "int8": Tolerance(min_top1_agreement=0.97, min_top5_overlap=0.90),
 }
 

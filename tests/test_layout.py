@@ -118,3 +118,10 @@ def test_the_device_core_is_the_top_of_the_runtime():
     core = {p.stem for p in (ROOT / "runtime").glob("*.py")}
     assert {"predictor", "session", "tokenizer", "engines"} <= core
     assert not any(name.endswith("_cli") for name in core)
+
+
+def test_paths_into_the_checkout_survive_the_move():
+    """Modules that find files beside the package (the web client) still find them from their new room."""
+    from nextword.cli.web import CLIENT_DIR
+
+    assert (CLIENT_DIR / "index.html").is_file(), CLIENT_DIR

@@ -342,15 +342,25 @@ def contexts_of(lines: list[str], count: int, seed: int = 0) -> list[str]:
     return texts
 
 
-def assert_same_suggestions(expected, got, texts):
-    """Equal words in equal order; where two words' probabilities are within float rounding of the two
-    engines (ONNX Runtime native and wasm), either order is the same ranking."""
+#: How far the page's probabilities may be from ONNX Runtime's, relative to their value, by file precision.
+#: float32: float rounding. int8: both engines quantize the activations per call (DynamicQuantizeLinear), and
+#: a value on a rounding boundary can land one step apart in wasm and native code; measured once 0.31% (one
+#: of 368 session states of the default model trained 2026-12-03 on an AVX2 EPYC; the page's word order the same).
+RELATIVE = {"float32": 0.0, "int8": 0.01}
+
+
+def assert_same_suggestions(expected, got, texts, precision: str = "float32"):
+    """Equal words in equal order; where two words' probabilities are within the two engines' rounding
+    (ONNX Runtime native and wasm: ``RELATIVE``), either order is the same ranking."""
+    def close(p: float, q: float) -> bool:
+        return abs(p - q) <= 1e-5 + RELATIVE[precision] * max(p, q)
+
     mismatches = []
     for text, want, have in zip(texts, expected, got):
         if [w for w, _ in want] == [w for w, _ in have]:
-            assert all(abs(p - q) <= 1e-5 for (_, p), (_, q) in zip(want, have)), (text, want, have)
+            assert all(close(p, q) for (_, p), (_, q) in zip(want, have)), (text, want, have)
             continue
-        tie = len(want) == len(have) and all(abs(p - q) <= 1e-5 for (_, p), (_, q) in zip(want, have))
+        tie = len(want) == len(have) and all(close(p, q) for (_, p), (_, q) in zip(want, have))
         if not tie:
             mismatches.append((text, want, have))
     assert not mismatches, (len(mismatches), mismatches[:3])
@@ -373,7 +383,8 @@ def test_page_suggestions_equal_predict(browser, default_onnx, exported, which, 
     with served({name: path}) as server:
         page = open_page(browser, server, name)
         got = page_suggest(page, texts)
-        assert_same_suggestions(expected, got, texts)
+        precision = "int8" if "int8" in name else "float32"
+        assert_same_suggestions(expected, got, texts, precision)
         # A session fed word by word (with backspaces) says what suggest() says for the same words.
         script = """
             const nw = window.nextwordPage.model; const s = nw.session(); const out = [];
@@ -391,7 +402,7 @@ def test_page_suggestions_equal_predict(browser, default_onnx, exported, which, 
                 states.append(" ".join(typed) + " ")
         session = call(page, script, {"steps": steps})
         expected = [[(s.word, s.prob) for s in predictor.suggest(text, 3)] for text in states]
-        assert_same_suggestions(expected, [[tuple(x) for x in row] for row in session], states)
+        assert_same_suggestions(expected, [[tuple(x) for x in row] for row in session], states, precision)
         assert page.errors == []
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from nextword.errors import UsageError
 from nextword.modelfile.reader import read_model_file
 
-#: The client's folder in a checkout of the repository (nextword's runtime is the `runtime/` folder beside it).
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "clients" / "web"
+#: The client's folder in a checkout of the repository (this file is runtime/cli/web.py; clients/ sits beside runtime/).
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
 ORT_DIST = Path("node_modules") / "onnxruntime-web" / "dist"
 MODEL_ROUTE = "/model/"
 #: Types the page needs that Python's mimetypes may lack or guess differently per platform.
