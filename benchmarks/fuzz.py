@@ -297,7 +297,9 @@ class Worker:
         self.process: subprocess.Popen | None = None
 
     def _start(self) -> subprocess.Popen:
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        # This folder first, then whatever path the caller runs with (an environment installed with --target).
+        path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3"}
         return subprocess.Popen([self.python, "-c", "import fuzz; fuzz.worker()"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
                                 bufsize=1)

@@ -115,11 +115,11 @@ def validation_set(loaded, seed: int = 0, text: tuple[str, Iterator[str]] | None
     names = [name for name, _ in named] + ["random word sequences"]
     origin = {name: count for name, count in zip(names, counts) if count}
     note = ""
-    saved = getattr(loaded, "saved", None) or None  # a training run's config.json (a Keras model file: {})
+    saved = loaded.saved  # a training run's config.json (a Keras model file: None)
     if saved is not None and not own and not sum(counts[:-1]):
         # Random words are harder on a quantized file than text (its int8 files may miss a tolerance here).
-        note = (f"warning: the run's corpus ({saved.get('corpus', {}).get('name')}) is not found from here"
-                + (f" nor from {saved['workdir']}" if saved.get("workdir") else "")
+        note = (f"warning: the run's corpus ({saved.corpus.name}) is not found from here"
+                + (f" nor from {saved.workdir}" if saved.workdir else "")
                 + ", so random words stand in for its held-out lines: run the export where the corpus is, "
                   "or give your own text (--validate-on FILE)")
     elif saved is None and text is None:

@@ -25,18 +25,20 @@ from nextword.modelfile.contract import FORMS, file_name, parse_selection
 from nextword.engines import OnnxEngine, TFLiteEngine
 from nextword.errors import ExportValidationError, UsageError
 from nextword.fileio import atomic_path
+from nextword.runs import path_kind
 from nextword.modelfile.reader import ModelFile, read_model_file
 from nextword.modelfile.signing import signed_bytes
 from nextword.export import onnx_format, sizes, tflite_format
 from nextword.export.contexts import ValidationSet, text_lines, validation_set
 from nextword.export.graphs import InferenceGraphs, LstmWeights
-from nextword.export.keras_import import MODEL_SUFFIXES, ImportedModel, import_keras_model, is_model_file
+from nextword.export.keras_import import MODEL_SUFFIXES, ImportedModel, import_keras_model
 from nextword.export.stack_graphs import StackGraphs
 from nextword.export.metadata import build_metadata
 from nextword.export.out_dir import ExportDir
 from nextword.export.table import print_table
-from nextword.export.validate import TOLERANCES, measure, problems, tolerance_dict
+from nextword.export.validate import TOLERANCES, Miss, measure, problems, tolerance_dict
 from nextword.train.loading import LoadedRun, load_run
+from nextword.train.run_dir import RunDir
 
 Log = Callable[[str], None]
 
@@ -96,7 +98,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
             if fmt == "onnx" and precision == "int8" and not loaded.config.tie_embeddings:
                 entry, miss = _validate_and_place(out.path, name, data, fmt, precision, validation, False)
                 if miss:  # a small, confident softmax: int8 weights with float32 activations instead
-                    log(f"{name}: dynamic quantization missed ({miss[0].split(': ', 1)[-1]}); "
+                    log(f"{name}: dynamic quantization missed ({miss[0].phrase}); "
                         "trying int8 weights with float32 activations")
                     data = _signed(_onnx_bytes(onnx_float, loaded, precision, weight_only_output=True), fmt, sign)
                     entry, miss = _validate_and_place(out.path, name, data, fmt, precision, validation,
@@ -119,8 +121,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, formats: list[str], 
 
 def _load_source(path: Path, tokenizer, window):
     """(loaded, graphs, sha256 of the Keras model) for a run directory or a model file."""
-    if is_model_file(path) or path.is_file():
-        if not is_model_file(path):
+    kind = path_kind(path)
+    if kind in ("keras", "file"):
+        if kind == "file":
             raise UsageError(f"{path.name} is neither a run directory nor a Keras model file "
                              f"({', '.join(MODEL_SUFFIXES)}); give one of those")
         imported = import_keras_model(path, tokenizer=tokenizer, window=window)
@@ -129,7 +132,7 @@ def _load_source(path: Path, tokenizer, window):
         raise UsageError("--tokenizer and --window are for a Keras model file; a run directory carries both")
     loaded = load_run(path)
     graphs = InferenceGraphs(LstmWeights.from_keras(loaded.model, loaded.config), loaded.config)
-    return loaded, graphs, hashlib.sha256((loaded.path / "model.keras").read_bytes()).hexdigest()
+    return loaded, graphs, hashlib.sha256(RunDir(loaded.path).model.read_bytes()).hexdigest()
 
 
 def _tflite_bytes(saved_model: Path, loaded: LoadedRun | ImportedModel, precision: str) -> bytes:
@@ -162,10 +165,10 @@ def _onnx_bytes(float_proto, loaded: LoadedRun | ImportedModel, precision: str, 
 
 
 def _validate_and_place(out: Path, name: str, data: bytes, fmt: str, precision: str,
-                        validation: ValidationSet, allow_mismatch: bool) -> tuple[dict, list[str]]:
+                        validation: ValidationSet, allow_mismatch: bool) -> tuple[dict, list[Miss]]:
     """Write the file under a temporary name, check it through the runtime and the engine, rename if it passed."""
     tolerance = TOLERANCES[precision]
-    found: list[str] = []
+    found: list[Miss] = []
     try:
         with atomic_path(out / name) as temp:
             temp.write_bytes(data)

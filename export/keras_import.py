@@ -20,7 +20,7 @@ state after n words depends on the window - n pads before them).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,10 @@ import numpy as np
 from nextword.config import ModelConfig
 from nextword.errors import ModelFileError, UsageError
 from nextword.export.keras_tokenizer import find_tokenizer, read_tokenizer
+from nextword.runs import KERAS_SUFFIXES
 from nextword.tokenizer import Tokenizer
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+MODEL_SUFFIXES = KERAS_SUFFIXES
 SUPPORTED = ("Embedding -> LSTM / GRU / SimpleRNN (one or more; Dropout between them) -> optional Dense or "
              "Activation layers -> a final softmax or linear Dense")
 _RECURRENT = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn"}
@@ -102,20 +103,16 @@ class ImportedModel:
     model: Reference
     stack: Stack
     source: dict
-    saved: dict = field(default_factory=dict)  # no training config: the model was trained elsewhere
+    saved: None = None  # no run config (SavedRun): the model was trained elsewhere
 
-    def train_report(self) -> dict:
-        return {}
+    def train_report(self) -> None:
+        return None  # trained elsewhere: no report
 
     def text_sources(self) -> list:
         return []  # no corpus: validation uses random word sequences and the edge cases
 
     def model_sha256(self) -> str:
         return self.source["sha256"]
-
-
-def is_model_file(path: Path) -> bool:
-    return path.suffix.lower() in MODEL_SUFFIXES
 
 
 def import_keras_model(path: str | Path, *, tokenizer: str | Path | None = None,

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from nextword.errors import TokenizerFileError, UsageError
+from nextword.fileio import read_file
 from nextword.tokenizer import KERAS_FILTERS, PAD_TOKEN, Tokenizer, TokenizerConfig
 
 #: Files looked for next to the model when no --tokenizer is given, in this order ({stem}: the model's name).
@@ -42,12 +43,8 @@ def find_tokenizer(model_path: Path) -> Path:
 
 def read_tokenizer(path: Path, *, input_dim: int, output_dim: int) -> Tokenizer:
     """The tokenizer in ``path``, checked against the model's Embedding rows and output width."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"tokenizer file {path} does not exist; pass --tokenizer FILE: {KINDS}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise TokenizerFileError(f"cannot read tokenizer file {path} ({err}); it must be UTF-8 text: {KINDS}") from None
+    read_file(path, UsageError, what="tokenizer file", fix=f"pass --tokenizer FILE: {KINDS}")  # missing: a usage error
+    text = read_file(path, TokenizerFileError, what="tokenizer file", fix=f"it must be UTF-8 text: {KINDS}", text=True)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

@@ -10,8 +10,7 @@ def build_metadata(loaded, fmt: str, precision: str, *, tensor_bytes: dict[str, 
     """The metadata of the ``fmt`` file of this precision (its forms: ``contract.FORMS[fmt]``), for a training
     run (``LoadedRun``) or a Keras user's model file (``ImportedModel``, with its ``source``). A TFLite
     file's checksum is added when the file is assembled (``tflite_format.with_associated_files``)."""
-    corpus = loaded.saved.get("corpus", {})
-    training = loaded.saved.get("training", {})
+    saved = loaded.saved  # None for a Keras user's model file
     report = loaded.train_report()
     tokenizer = loaded.tokenizer
     return ModelMetadata(
@@ -21,9 +20,9 @@ def build_metadata(loaded, fmt: str, precision: str, *, tensor_bytes: dict[str, 
         tokenizer=tokenizer.settings(),
         special_ids=SpecialIds(pad=0, unk=tokenizer.unk_id, eos=tokenizer.eos_id),
         training=TrainingSummary(
-            corpus=corpus.get("name"), corpus_sha256=corpus.get("sha256"), lines=corpus.get("lines"),
-            mode=training.get("mode"), epochs=report.get("training", {}).get("epochs_completed"),
-            final_metrics=report.get("final", {})),
+            corpus=saved.corpus.name if saved else None, corpus_sha256=saved.corpus.sha256 if saved else None,
+            lines=saved.corpus.lines if saved else None, mode=saved.training.mode if saved else None, epochs=report.training.epochs_completed if report else None,
+            final_metrics=report.final if report else {}),
         ops=ops,
         tensor_bytes=tensor_bytes,
         padding=padding_note(loaded.config),

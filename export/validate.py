@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from nextword.records import Record
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,30 @@ def sequence_probs(engine, contexts: np.ndarray, config) -> np.ndarray:
     return probs
 
 
-def problems(file_name: str, results: dict, tolerance: Tolerance, expected_io: dict, engine_io: dict) -> list[str]:
-    """Every way a file misses its contract or its tolerance, one phrase each."""
-    found = [f"{file_name}: {form} form has inputs/outputs {engine_io.get(form)}, expected {io}"
+@dataclass(frozen=True)
+class Miss(Record):
+    """One way a file misses its contract or its tolerance: ``str()`` is the line a person reads."""
+
+    file: str
+    form: str | None  # "window", "step", "sequence"; None: the file as a whole
+    detail: str  # "top1_agreement 0.95 (must be >= 0.97)", "has inputs/outputs ..."
+
+    @property
+    def phrase(self) -> str:
+        """What missed, without the file's name."""
+        return f"{self.form} form {self.detail}" if self.form else self.detail
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.phrase}"
+
+
+def problems(file_name: str, results: dict, tolerance: Tolerance, expected_io: dict, engine_io: dict) -> list[Miss]:
+    """Every way a file misses its contract or its tolerance."""
+    found = [Miss(file_name, form, f"has inputs/outputs {engine_io.get(form)}, expected {io}")
              for form, io in expected_io.items() if engine_io.get(form) != io]
     for form in ("window", "step", "sequence"):
         if form in results:
-            found += [f"{file_name}: {form} form {miss}" for miss in failures(results[form], tolerance)]
+            found += [Miss(file_name, form, miss) for miss in failures(results[form], tolerance)]
     if results.get("repeatable") is False:
-        found.append(f"{file_name}: two identical calls gave different outputs")
+        found.append(Miss(file_name, None, "two identical calls gave different outputs"))
     return found

@@ -68,6 +68,28 @@ def ensure_writable_dir(path: str | Path) -> None:
     tempfile.NamedTemporaryFile(dir=path, prefix=".nextword-probe-").close()
 
 
+def read_file(path: str | Path, error: type[Exception], *, what: str, fix: str, missing: str | None = None,
+              text: bool = False) -> bytes | str:
+    """A whole file's bytes (``text``: its UTF-8 text), or ``error`` with one line that names the file, says
+    what is wrong (missing, a directory, unreadable, not UTF-8) and ends with ``fix``: the one rule every
+    reader of a user's file follows. ``missing``: another line for a file that does not exist."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(missing or f"{what} {path} does not exist; {fix}") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a directory; {fix}") from None
+    except OSError as err:  # no permission, an I/O error
+        raise error(f"cannot read {what} {path} ({err.strerror or err}); {fix}") from None
+    if not text:
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{what} {path} is not UTF-8 text (byte {err.start}); {fix}") from None
+
+
 def read_lines(path: Path) -> Iterator[str]:
     """The non-blank lines of a UTF-8 text file, stripped, read as they are needed."""
     try:

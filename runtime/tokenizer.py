@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nextword.errors import TokenizerFileError, UsageError
-from nextword.fileio import atomic_write_text
+from nextword.fileio import atomic_write_text, read_file
+from nextword.records import header_mismatch
 
 #: The characters Keras' ``Tokenizer`` strips by default (tab and newline included).
 KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
@@ -290,21 +291,23 @@ class Tokenizer:
     @classmethod
     def load(cls, directory: str | Path) -> Tokenizer:
         directory = Path(directory)
+        fix = f"is {directory} a whole nextword run? retrain or restore it"
+        vocab_text, settings_text = (read_file(directory / name, TokenizerFileError, what="tokenizer file", fix=fix,
+                                               missing=f"tokenizer file missing: {directory / name}; {fix}", text=True)
+                                     for name in (VOCAB_FILE, CONFIG_FILE))
         try:
-            vocab_text = (directory / VOCAB_FILE).read_text(encoding="utf-8")
-            settings = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise TokenizerFileError(f"tokenizer file missing: {err.filename}; is {directory} a nextword run?") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            settings = json.loads(settings_text)
+        except json.JSONDecodeError as err:
             raise TokenizerFileError(f"tokenizer files in {directory} are corrupt ({err}); retrain or restore them") from None
         return cls.from_text(vocab_text, settings, source=str(directory))
 
     @classmethod
     def from_text(cls, vocab_text: str, settings: dict, *, source: str = "tokenizer") -> Tokenizer:
         """Rebuild from ``vocab.txt``'s text and the settings dict, checking that they agree."""
-        if not isinstance(settings, dict) or settings.get("format") != FILE_FORMAT:
+        mismatch = header_mismatch(settings, format=FILE_FORMAT, version=FILE_FORMAT_VERSION)
+        if mismatch == "format":
             raise TokenizerFileError(f"{source}: tokenizer settings are not a {FILE_FORMAT} file")
-        if settings.get("format_version") != FILE_FORMAT_VERSION:
+        if mismatch:  # only version 1 was ever written: older or newer, this nextword cannot read it
             raise TokenizerFileError(
                 f"{source}: tokenizer format version {settings.get('format_version')!r} is not supported "
                 f"(this nextword reads version {FILE_FORMAT_VERSION}); upgrade nextword"

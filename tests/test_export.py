@@ -587,7 +587,7 @@ def test_a_run_exported_from_another_directory_validates_on_its_own_corpus(tmp_p
     # The command that started the run, given again from here (its corpus as seen from here), plus --resume:
     resumed = trainer.resume(plan_resume("../project/run", epochs=2, options={"corpus": ["../project/tiny.txt"]}),
                              log=quiet)
-    assert resumed.report["training"]["epochs_completed"] == 2
+    assert resumed.report.training.epochs_completed == 2
 
     (tmp_path / "project" / "tiny.txt").unlink()
     lines.clear()

@@ -260,13 +260,13 @@ def test_resume_keeps_early_stoppings_patience_and_best_weights(tmp_path):
                            learning_rate=0.02)
 
     whole = trainer.start(plan_new(tmp_path / "whole", config(40), TokenizerConfig(), {"hidden_size": 8}), log=quiet)
-    stopped = whole.report["training"]["epochs_completed"]
-    best = whole.report["best"]["epoch"]
+    stopped = whole.report.training.epochs_completed
+    best = whole.report.best.epoch
     assert stopped < 40 and stopped - best == 2
     # The same run, stopped one epoch after its best epoch, then resumed: it must stop where the whole run did.
     trainer.start(plan_new(tmp_path / "parts", config(best + 1), TokenizerConfig(), {"hidden_size": 8}), log=quiet)
     resumed = trainer.resume(plan_resume(tmp_path / "parts", epochs=40), log=quiet)
-    assert resumed.report["training"]["epochs_completed"] == stopped
+    assert resumed.report.training.epochs_completed == stopped
     for a, b in zip(whole.model.get_weights(), resumed.model.get_weights()):
         assert (a == b).all()
 

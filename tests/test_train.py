@@ -91,8 +91,8 @@ def test_stream_mode_trains_every_position(tiny_corpus, tmp_path):
     result = train_tiny(tiny_corpus, tmp_path / "run", epochs=2, mode="stream", window=6, num_layers=2,
                         dropout=0.1)
     report = result.report
-    assert report["training"]["train_targets"] == report["training"]["train_examples"] * 6
-    assert report["training"]["train_targets"] > 2 * report["corpus"]["train_lines"]
+    assert report.training.train_targets == report.training.train_examples * 6
+    assert report.training.train_targets > 2 * report.corpus.train_lines
     assert result.tokenizer.eos_id is not None
     assert result.model.output_shape == (None, result.tokenizer.vocab_size)  # saved as the next-word model
     assert [layer.name for layer in result.model.layers if "lstm" in layer.name] == ["lstm_0", "lstm_1"]
@@ -132,8 +132,8 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny_corpus, tmp_path,
     assert not debris.exists()
     for ws, wr in zip(straight.model.get_weights(), resumed.model.get_weights()):
         np.testing.assert_allclose(ws, wr, rtol=0, atol=1e-6)
-    assert resumed.report["training"]["resumed_from_epoch"] == 2
-    assert len(resumed.report["history"]["loss"]) == 4
+    assert resumed.report.training.resumed_from_epoch == 2
+    assert len(resumed.report.history["loss"]) == 4
 
 
 def test_run_killed_mid_training_resumes_from_its_last_epoch(tiny_corpus, tmp_path):
@@ -192,7 +192,7 @@ def test_resume_after_a_kill_between_the_last_epoch_and_the_model_writes_the_mod
     (tmp_path / "run" / "model.keras").unlink()  # killed between the last checkpoint and the model
     (tmp_path / "run" / "train_report.json").unlink()
     resumed = resume(tmp_path / "run")
-    assert (tmp_path / "run" / "model.keras").exists() and resumed.report["training"]["epochs_completed"] == 2
+    assert (tmp_path / "run" / "model.keras").exists() and resumed.report.training.epochs_completed == 2
     for ws, wr in zip(straight.model.get_weights(), resumed.model.get_weights()):
         np.testing.assert_array_equal(ws, wr)
 
@@ -237,9 +237,9 @@ def test_early_stopping_stops_when_validation_stops_improving(tiny_corpus, tmp_p
                                 learning_rate=0.02),
                     TokenizerConfig(), {"hidden_size": 8})
     report = trainer.start(plan, log=quiet).report
-    assert report["corpus"]["validation"] == "file" and report["corpus"]["valid_unknown_rate"] > 0.5
-    assert report["training"]["stopped_early"] and report["training"]["epochs_completed"] < 50
-    assert report["best"]["epoch"] == report["training"]["epochs_completed"] - 2
+    assert report.corpus.validation == "file" and report.corpus.valid_unknown_rate > 0.5
+    assert report.training.stopped_early and report.training.epochs_completed < 50
+    assert report.best.epoch == report.training.epochs_completed - 2
 
 
 def test_sentence_mode_with_a_decaying_learning_rate(tiny_corpus, tmp_path):
@@ -250,9 +250,9 @@ def test_sentence_mode_with_a_decaying_learning_rate(tiny_corpus, tmp_path):
     result = trainer.start(plan, log=quiet)
     report = result.report
     # Every word and every <eos> of the training lines is a target once; padding weighs nothing.
-    assert report["training"]["train_targets"] == report["corpus"]["train_tokens"]
-    assert report["history"]["learning_rate"] == pytest.approx([0.01, 0.005, 0.0025])
-    assert report["final"]["perplexity"] < result.tokenizer.vocab_size  # padding would blow it up
+    assert report.training.train_targets == report.corpus.train_tokens
+    assert report.history["learning_rate"] == pytest.approx([0.01, 0.005, 0.0025])
+    assert report.final["perplexity"] < result.tokenizer.vocab_size  # padding would blow it up
     assert result.model.output_shape == (None, result.tokenizer.vocab_size)
 
 
@@ -327,7 +327,7 @@ def test_speed_levers_train_the_same_model_kind(tiny_corpus, tmp_path):
                                                          "projection_dim": 8, "tie_embeddings": True})
     lines = []
     result = trainer.start(plan, log=lines.append)
-    history = result.report["history"]
+    history = result.report.history
     assert {"loss", "val_loss", "val_accuracy", "val_perplexity"} <= set(history) and "accuracy" not in history
     assert history["val_perplexity"][-1] == pytest.approx(np.exp(history["val_loss"][-1]), rel=1e-5)
     assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]
@@ -349,7 +349,7 @@ def test_sampled_softmax_trains_checkpoints_resumes_and_saves_the_full_model(tin
     plan = plan_new(tmp_path / "run", config, TokenizerConfig(eos_token="<eos>"), options)
     assert isinstance(trainer._fresh_model(plan), SampledSoftmaxModel)
     result = trainer.start(plan, log=lambda _: None)
-    history = result.report["history"]
+    history = result.report.history
     assert {"loss", "val_loss", "val_perplexity"} <= set(history) and "accuracy" not in history
     assert all(np.isfinite(history["loss"])) and history["loss"][-1] > 0
     assert history["val_perplexity"][-1] < result.tokenizer.vocab_size  # learned something over uniform
@@ -358,7 +358,7 @@ def test_sampled_softmax_trains_checkpoints_resumes_and_saves_the_full_model(tin
     assert type(result.model) is not SampledSoftmaxModel  # model.keras: the plain next-word model
 
     resumed = trainer.resume(plan_resume(tmp_path / "run", epochs=3), log=lambda _: None)
-    assert len(resumed.report["history"]["val_loss"]) == 3
+    assert len(resumed.report.history["val_loss"]) == 3
 
 
 def test_full_softmax_epochs_switch_the_training_loss_for_the_last_epochs():

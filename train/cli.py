@@ -214,14 +214,14 @@ def _print_result(result, samples: list[str]) -> None:
     from nextword.train.model import keras_predictor
 
     report = result.report
-    final = report["final"]
+    final = report.final
     metrics = ", ".join(f"{k} {final[k]:.4g}" for k in ("loss", "accuracy", "perplexity",
                                                          "val_loss", "val_accuracy", "val_perplexity") if k in final)
-    print(f"\nsaved {report['run_dir']}: model.keras, vocab.txt, tokenizer.json, config.json, "
+    print(f"\nsaved {report.run_dir}: model.keras, vocab.txt, tokenizer.json, config.json, "
           "train_report.json, history.png")
-    print(f"after {report['training']['epochs_completed']} epochs: {metrics}")
-    print(f"wall time {report['wall_seconds'] / 60:.1f} min; {report['targets_per_second'] or 0:,.0f} targets/s "
-          f"over the fit, {report.get('steady_targets_per_second') or 0:,.0f} after the first epoch")
+    print(f"after {report.training.epochs_completed} epochs: {metrics}")
+    print(f"wall time {report.wall_seconds / 60:.1f} min; {report.targets_per_second or 0:,.0f} targets/s "
+          f"over the fit, {report.steady_targets_per_second or 0:,.0f} after the first epoch")
     if not samples:
         return
     # The runtime's own Predictor over the Keras model: what `nextword predict` says for the exported file.

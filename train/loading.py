@@ -17,31 +17,33 @@ import keras
 
 from nextword.config import ModelConfig
 from nextword.errors import CorpusError, RunDirError, UsageError
+from nextword.records import RecordError
 from nextword.tokenizer import Tokenizer
-from nextword.train.run_dir import RunDir, read_json
+from nextword.train.report import TrainReport
+from nextword.train.run_dir import RunDir, SavedRun, read_json
 
 
 @dataclass
 class LoadedRun:
     path: Path
-    saved: dict  # config.json
+    saved: SavedRun  # config.json
     tokenizer: Tokenizer
     config: ModelConfig
     model: keras.Model
 
-    def train_report(self) -> dict:
-        """train_report.json, or {} when it is missing or unreadable (it is informational)."""
+    def train_report(self) -> TrainReport | None:
+        """train_report.json, or None when it is missing or unreadable (it is informational)."""
         try:
-            return read_json(self.path / "train_report.json", what="training report")
-        except RunDirError:
-            return {}
+            return TrainReport.from_dict(read_json(RunDir(self.path).report, what="training report"))
+        except (RunDirError, RecordError):
+            return None
 
     def text_sources(self) -> list[Iterable[str]]:
         """[held-out lines, training lines] of the run's corpus (split as in training); [] if the corpus is gone."""
-        from nextword.train.plan import TrainConfig, training_data
+        from nextword.train.plan import training_data
 
         try:
-            data = training_data(TrainConfig.from_saved(self.saved["training"], self.saved.get("workdir")))
+            data = training_data(self.saved.train_config())
         except (CorpusError, UsageError):
             return []
         return [data.valid_lines(), data.train_lines()] if data.has_validation else [data.train_lines()]
@@ -51,15 +53,12 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise RunDirError(f"run directory {run.path} does not exist; train one with `nextword train --out {run.path}`")
-    saved = run.read_config()
+    saved = run.read_config()  # its model config checked as it is read
     if not run.model.exists():
         raise RunDirError(f"{run.path} has no model.keras: the run did not finish; "
                           f"finish it with `nextword train --out {run.path} --resume`")
     tokenizer = Tokenizer.load(run.path)
-    try:
-        config = ModelConfig.from_dict(saved.get("model"))
-    except UsageError as err:
-        raise RunDirError(f"{run.config}: {err}") from None
+    config = saved.model
     import nextword.train.model  # noqa: F401  (registers TiedEmbedding, which runs of nextword <= 0.1 saved)
 
     try:

@@ -27,7 +27,7 @@ from nextword.train.corpus import MIN_LINES_FOR_SPLIT, Corpus, CorpusScan
 from nextword.train.data import SplitCounts, TrainingData
 from nextword.train.distributed import on_chief
 from nextword.train.presets import SAMPLED_SOFTMAX_MIN_VOCAB_RATIO
-from nextword.train.run_dir import RunDir, read_json
+from nextword.train.run_dir import RunDir, SavedRun, read_json
 from nextword.train.settings import (  # noqa: F401 (the run's settings: nextword.train.plan has always offered them)
     ADJUSTED_BY_PLAN,
     MODEL_SETTINGS,
@@ -140,21 +140,21 @@ def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = Fa
     Distributed (``collective``): the chief reads the run directory and every worker gets what it read."""
     run = RunDir(out)
     saved_run = on_chief(collective, lambda: _read_run(run))
-    saved, state = saved_run["config"], saved_run["state"]
+    saved, state = SavedRun.from_dict(saved_run["config"]), saved_run["state"]
     check_resume_options(options or {}, saved, saved_run["tokenizer"])
     tokenizer = Tokenizer.from_text(saved_run["vocab"], saved_run["tokenizer"], source=str(run.path))
-    train_config = TrainConfig.from_saved(saved["training"], saved.get("workdir"))
+    train_config = saved.train_config()
     if epochs is not None:
         train_config = dataclasses.replace(train_config, epochs=epochs)
     if (options or {}).get("threads") is not None:
         train_config = dataclasses.replace(train_config, threads=options["threads"])
     _check_workers(train_config, collective)
     workers = 1 if collective is None else collective.cluster.count
-    if saved["corpus"].get("workers", 1) != workers:
-        raise RunDirError(f"{run.path} was trained by {saved['corpus'].get('workers', 1)} worker(s); resume it "
+    if saved.corpus.worker_count != workers:
+        raise RunDirError(f"{run.path} was trained by {saved.corpus.worker_count} worker(s); resume it "
                           f"with as many (each reads its own part of the corpus), not {workers}")
     data, scan = _scan(train_config, collective)
-    if scan.sha256 != saved["corpus"]["sha256"]:
+    if scan.sha256 != saved.corpus.sha256:
         raise CorpusError(
             f"cannot resume {run.path}: the corpus ({data.corpus.name}) changed since the run started; "
             "restore it or start a new run"
@@ -175,7 +175,7 @@ def plan_resume(out: str | Path, *, epochs: int | None = None, finish: bool = Fa
     elif finish:
         raise RunDirError(f"{run.path} has no completed epoch to finish at; resume it without --finish to train")
     return _counted(RunPlan, run=run, data=data, scan=scan, tokenizer=tokenizer,
-                    model_config=ModelConfig.from_dict(saved["model"]), train_config=train_config,
+                    model_config=saved.model, train_config=train_config,
                     initial_epoch=initial_epoch, history=history, checkpoint=checkpoint, collective=collective)
 
 
@@ -185,7 +185,7 @@ def _read_run(run: RunDir) -> dict:
         raise RunDirError(f"cannot resume: {run.path} does not exist; start a run with `nextword train --out {run.path}`")
     tokenizer = Tokenizer.load(run.path)
     state = read_json(run.state, what="checkpoint state") if run.state.exists() else None
-    return {"config": run.read_config(), "vocab": tokenizer.vocab_text(), "tokenizer": tokenizer.settings(),
+    return {"config": run.read_config().to_dict(), "vocab": tokenizer.vocab_text(), "tokenizer": tokenizer.settings(),
             "state": state}
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import statistics
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nextword import __version__
 from nextword.config import ModelConfig
 from nextword.fileio import atomic_path
+from nextword.records import Record
 from nextword.tokenizer import Tokenizer
 
 
@@ -28,66 +30,116 @@ def summary_line(corpus_name: str, tokenizer: Tokenizer, model_config: ModelConf
     )
 
 
+@dataclass(frozen=True)
+class CorpusStats(Record):
+    name: str
+    files: list
+    train_lines: int
+    train_tokens: int
+    valid_lines: int = 0
+    valid_tokens: int = 0
+    train_unknown_rate: float = 0.0
+    valid_unknown_rate: float | None = None
+    validation: str = "none"  # "file", "held-out lines" or "none"
+
+
+@dataclass(frozen=True)
+class TrainingStats(Record):
+    mode: str
+    epochs_requested: int
+    epochs_completed: int
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    seed: int | None = None
+    train_examples: int | None = None
+    train_targets: int | None = None
+
+
+@dataclass(frozen=True)
+class BestEpoch(Record):
+    epoch: int
+    val_loss: float
+    val_perplexity: float
+
+
+@dataclass
+class TrainReport(Record):
+    """train_report.json: what a run measured (informational: nothing is loaded from it but the numbers)."""
+
+    OMIT_IF_NONE = ("distributed",)
+
+    nextword_version: str
+    run_dir: str
+    corpus: CorpusStats
+    vocab_size: int
+    model: dict  # ModelConfig.to_dict(), as config.json holds it
+    parameters: int
+    training: TrainingStats
+    final: dict = field(default_factory=dict)  # the last epoch's metrics
+    best: BestEpoch | None = None  # the epoch with the lowest val_loss
+    wall_seconds: float = 0.0
+    fit_seconds: float = 0.0
+    # Targets are predicted tokens: the honest unit for comparing modes.
+    targets_per_second: float | None = None
+    # Median over the epochs after the first (validation included); None for a 1-epoch run.
+    steady_targets_per_second: float | None = None
+    history: dict = field(default_factory=dict)
+    distributed: dict | None = None  # a run on several workers: engine, workers, batches, shards
+
+
 def build_report(*, run, data, tokenizer: Tokenizer, model_config: ModelConfig, train_config, parameters: int,
                  train_counts, valid_counts, history: dict, fit_seconds: float, wall_seconds: float,
-                 resumed_from: int) -> dict:
+                 resumed_from: int) -> TrainReport:
     epochs_done = len(history.get("loss", []))
     epochs_this_session = epochs_done - resumed_from
     final = {key: values[-1] for key, values in history.items() if key != "epoch_seconds" and values}
     best = None
     if history.get("val_loss"):
         best_epoch = min(range(epochs_done), key=lambda i: history["val_loss"][i])
-        best = {"epoch": best_epoch + 1, "val_loss": history["val_loss"][best_epoch],
-                "val_perplexity": math.exp(history["val_loss"][best_epoch])}
+        best = BestEpoch(epoch=best_epoch + 1, val_loss=history["val_loss"][best_epoch],
+                         val_perplexity=math.exp(history["val_loss"][best_epoch]))
     targets_seen = train_counts.targets * epochs_this_session
     # The first epoch pays for tracing the graph; on a small corpus that dominates the mean.
     later_epochs = history.get("epoch_seconds", [])[1:]
     steady = round(train_counts.targets / statistics.median(later_epochs), 1) if later_epochs else None
-    return {
-        "nextword_version": __version__,
-        "run_dir": str(run.path),
-        "corpus": {
-            "name": data.corpus.name,
-            "files": [str(p) for p in data.corpus.files],
-            "train_lines": train_counts.lines,
-            "train_tokens": train_counts.tokens,
-            "valid_lines": valid_counts.lines if valid_counts else 0,
-            "valid_tokens": valid_counts.tokens if valid_counts else 0,
-            "train_unknown_rate": train_counts.unknown / max(train_counts.tokens, 1),
-            "valid_unknown_rate": (valid_counts.unknown / max(valid_counts.tokens, 1)) if valid_counts else None,
-            "validation": "file" if data.valid_corpus else ("held-out lines" if data.valid_fraction else "none"),
-        },
-        "vocab_size": tokenizer.vocab_size,
-        "model": model_config.to_dict(),
-        "parameters": parameters,
-        "training": {
-            "mode": train_config.mode,
-            "epochs_requested": train_config.epochs,
-            "epochs_completed": epochs_done,
-            "stopped_early": epochs_done < train_config.epochs,
-            "resumed_from_epoch": resumed_from,
-            "batch_size": train_config.batch_size,
-            "learning_rate": train_config.learning_rate,
-            "seed": train_config.seed,
-            "train_examples": train_counts.examples,
-            "train_targets": train_counts.targets,
-        },
-        "final": final,
-        "best": best,
-        "wall_seconds": round(wall_seconds, 3),
-        "fit_seconds": round(fit_seconds, 3),
-        # Targets are predicted tokens: the honest unit for comparing modes.
-        "targets_per_second": round(targets_seen / fit_seconds, 1) if fit_seconds > 0 else None,
-        # Median over the epochs after the first (validation included); None for a 1-epoch run.
-        "steady_targets_per_second": steady,
-        "history": history,
-    }
+    corpus = CorpusStats(
+        name=data.corpus.name,
+        files=[str(p) for p in data.corpus.files],
+        train_lines=train_counts.lines,
+        train_tokens=train_counts.tokens,
+        valid_lines=valid_counts.lines if valid_counts else 0,
+        valid_tokens=valid_counts.tokens if valid_counts else 0,
+        train_unknown_rate=train_counts.unknown / max(train_counts.tokens, 1),
+        valid_unknown_rate=(valid_counts.unknown / max(valid_counts.tokens, 1)) if valid_counts else None,
+        validation="file" if data.valid_corpus else ("held-out lines" if data.valid_fraction else "none"),
+    )
+    training = TrainingStats(
+        mode=train_config.mode,
+        epochs_requested=train_config.epochs,
+        epochs_completed=epochs_done,
+        stopped_early=epochs_done < train_config.epochs,
+        resumed_from_epoch=resumed_from,
+        batch_size=train_config.batch_size,
+        learning_rate=train_config.learning_rate,
+        seed=train_config.seed,
+        train_examples=train_counts.examples,
+        train_targets=train_counts.targets,
+    )
+    return TrainReport(
+        nextword_version=__version__, run_dir=str(run.path), corpus=corpus, vocab_size=tokenizer.vocab_size,
+        model=model_config.to_dict(), parameters=parameters, training=training, final=final, best=best,
+        wall_seconds=round(wall_seconds, 3), fit_seconds=round(fit_seconds, 3),
+        targets_per_second=round(targets_seen / fit_seconds, 1) if fit_seconds > 0 else None,
+        steady_targets_per_second=steady, history=history,
+    )
 
 
-def plot_title(report: dict) -> str:
-    model, training = report["model"], report["training"]
-    return (f"{Path(report['run_dir']).name}: {training['mode']} mode, vocab {report['vocab_size']}, "
-            f"{model['num_layers']}x LSTM({model['hidden_size']}), {training['epochs_completed']} epochs")
+def plot_title(report: TrainReport) -> str:
+    model, training = report.model, report.training
+    return (f"{Path(report.run_dir).name}: {training.mode} mode, vocab {report.vocab_size}, "
+            f"{model['num_layers']}x LSTM({model['hidden_size']}), {training.epochs_completed} epochs")
 
 
 def plot_history(history: dict, path: Path, title: str = "") -> None:

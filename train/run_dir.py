@@ -12,28 +12,70 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from nextword import __version__
-from nextword.config import CONFIG_FORMAT_VERSION
-from nextword.errors import RunDirError
-from nextword.fileio import atomic_write_text
+from nextword.config import CONFIG_FORMAT_VERSION, ModelConfig
+from nextword.errors import NextwordError, RunDirError
+from nextword import runs
+from nextword.fileio import atomic_write_text, read_file
+from nextword.records import Record, RecordError, header_mismatch
+from nextword.tokenizer import CONFIG_FILE as TOKENIZER_FILE
+from nextword.tokenizer import VOCAB_FILE
+from nextword.train.settings import TrainConfig
 
 RUN_FORMAT = "nextword.run"
+
+
+@dataclass(frozen=True)
+class CorpusRecord(Record):
+    """The corpus a run was trained on, as its first pass found it (``corpus.CorpusScan``)."""
+
+    OMIT_IF_NONE = ("workers",)
+
+    name: str | None = None
+    files: tuple = ()
+    bytes: int = 0
+    lines: int = 0
+    sha256: str = ""
+    workers: int | None = None  # a distributed run: each worker reads its own part
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or 1
+
+
+@dataclass(frozen=True)
+class SavedRun(Record):
+    """config.json: what a run was trained as, read by ``--resume``, export, eval and bench."""
+
+    model: ModelConfig
+    training: TrainConfig  # as saved: corpus paths as they were typed (``train_config()`` finds them from here)
+    corpus: CorpusRecord
+    workdir: str | None = None  # the directory relative corpus paths are relative to
+    format: str = RUN_FORMAT
+    format_version: int = CONFIG_FORMAT_VERSION
+    nextword_version: str = __version__
+
+    def train_config(self) -> TrainConfig:
+        """The training settings with the corpus paths as found from here (a run moved or used elsewhere)."""
+        return self.training.located(self.workdir)
 
 
 class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    model = property(lambda self: self.path / "model.keras")
-    config = property(lambda self: self.path / "config.json")
-    report = property(lambda self: self.path / "train_report.json")
-    history_plot = property(lambda self: self.path / "history.png")
-    checkpoints = property(lambda self: self.path / "checkpoints")
-    state = property(lambda self: self.path / "checkpoints" / "state.json")
+    model = property(lambda self: self.path / runs.MODEL_FILE)
+    config = property(lambda self: self.path / runs.CONFIG_FILE)
+    report = property(lambda self: self.path / runs.REPORT_FILE)
+    history_plot = property(lambda self: self.path / runs.HISTORY_PLOT)
+    checkpoints = property(lambda self: self.path / runs.CHECKPOINTS)
+    state = property(lambda self: self.path / runs.CHECKPOINTS / "state.json")
 
     def checkpoint_for(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch:04d}.keras"
@@ -60,8 +102,8 @@ class RunDir:
 
     def written_files(self) -> list[Path]:
         """Every file a run writes that exists here: what ``--overwrite`` may delete, and nothing else."""
-        files = [self.model, self.config, self.report, self.history_plot, self.path / "vocab.txt",
-                 self.path / "tokenizer.json", self.state, *self.checkpoints.glob("epoch-*.keras"),
+        files = [self.model, self.config, self.report, self.history_plot, self.path / VOCAB_FILE,
+                 self.path / TOKENIZER_FILE, self.state, *self.checkpoints.glob("epoch-*.keras"),
                  *self.best_weights_files().values()]
         return [f for f in files if f.is_file()]
 
@@ -99,30 +141,30 @@ class RunDir:
         return stale
 
     # ------------------------------------------------------------ json files
-    def write_config(self, *, model: dict, training: dict, corpus: dict, workdir: str | None = None) -> None:
-        """``workdir``: the directory the corpus paths are relative to (default: the current one), so that
-        the run finds its corpus when exported or resumed from elsewhere."""
-        payload = {
-            "format": RUN_FORMAT,
-            "format_version": CONFIG_FORMAT_VERSION,
-            "nextword_version": __version__,
-            "model": model,
-            "training": training,
-            "corpus": corpus,
-            "workdir": workdir or _current_dir(),
-        }
-        write_json(self.config, payload)
+    def write_config(self, saved: SavedRun) -> None:
+        """A ``workdir`` of None is the current directory, so that the run finds its corpus when exported
+        or resumed from elsewhere."""
+        if saved.workdir is None:
+            saved = dataclasses.replace(saved, workdir=_current_dir())
+        payload = saved.to_dict()
+        # The header first, as every nextword file has it.
+        header = {key: payload.pop(key) for key in ("format", "format_version", "nextword_version")}
+        write_json(self.config, {**header, **payload})
 
-    def read_config(self) -> dict:
+    def read_config(self) -> SavedRun:
         data = read_json(self.config, what="run config")
-        if data.get("format") != RUN_FORMAT:
+        mismatch = header_mismatch(data, format=RUN_FORMAT, version=CONFIG_FORMAT_VERSION)
+        if mismatch == "format":
             raise RunDirError(f"{self.config} is not a nextword run config")
-        if data.get("format_version") != CONFIG_FORMAT_VERSION:
+        if mismatch:  # format 1 is the only one written so far: an older or newer run cannot be read
             raise RunDirError(
                 f"{self.path} was written by nextword {data.get('nextword_version')} in run format "
                 f"{data.get('format_version')}; this nextword ({__version__}) reads format {CONFIG_FORMAT_VERSION}"
             )
-        return data
+        try:
+            return SavedRun.from_dict(data)
+        except (RecordError, NextwordError) as err:
+            raise RunDirError(f"{self.config}: {err}") from None
 
 
 def _current_dir() -> str | None:
@@ -137,12 +179,12 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path, *, what: str) -> dict:
+    text = read_file(path, RunDirError, what=what, fix=f"is {path.parent} a complete nextword run?",
+                     missing=f"{what} {path} is missing; is {path.parent} a complete nextword run?", text=True)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(f"{what} {path} is missing; is {path.parent} a complete nextword run?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{what} {path} is unreadable or corrupt ({err})") from None
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RunDirError(f"{what} {path} is corrupt ({err})") from None
     if not isinstance(data, dict):
         raise RunDirError(f"{what} {path} is corrupt (not a JSON object)")
     return data

@@ -100,21 +100,37 @@ class TrainConfig:
             raise UsageError(f"--lr-decay-start must be 0 to {MAX_EPOCHS:,}, got {self.lr_decay_start}")
 
     @classmethod
+    def from_dict(cls, training: dict) -> TrainConfig:
+        """The settings as a run saved them (``config.json``'s ``training``): lists back to tuples."""
+        if not isinstance(training, dict):
+            raise UsageError("the training settings must be a JSON object")
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in training.items()})
+        except TypeError as err:
+            raise UsageError(f"the training settings are not this nextword's ({err})") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
     def from_saved(cls, training: dict, workdir: str | None = None) -> TrainConfig:
-        """The settings a run saved (``config.json``'s ``training``). ``workdir``: the directory the run was
-        trained from; a relative corpus path that does not exist from here is read from there, where it does
-        (a run exported or resumed from another directory)."""
-        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in training.items()})
+        """The settings a run saved, located from here (``located``)."""
+        return cls.from_dict(training).located(workdir)
+
+    def located(self, workdir: str | None) -> TrainConfig:
+        """``workdir``: the directory the run was trained from; a relative corpus path that does not exist
+        from here is read from there, where it does (a run exported or resumed from another directory)."""
+        config = self
         if not workdir:
             return config
 
-        def located(paths: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        def found(paths: tuple[str, ...] | None) -> tuple[str, ...] | None:
             if paths is None:
                 return None
             return tuple(str(Path(workdir) / p) if not Path(p).is_absolute() and not Path(p).exists()
                          and (Path(workdir) / p).exists() else p for p in paths)
 
-        return dataclasses.replace(config, corpus=located(config.corpus), valid=located(config.valid))
+        return dataclasses.replace(config, corpus=found(config.corpus), valid=found(config.valid))
 
 
 #: ModelConfig fields a user chooses (vocab_size comes from the data; window may, when not given).
@@ -196,24 +212,25 @@ RESUMABLE = {"epochs", "threads"}
 ADJUSTED_BY_PLAN = {"epochs", "lr_decay", "lr_decay_start", "early_stopping", "sampled_softmax", "valid_fraction"}
 
 
-def check_resume_options(options: Mapping[str, Any], saved: Mapping[str, Any], tokenizer: Mapping[str, Any]) -> None:
+def check_resume_options(options: Mapping[str, Any], saved, tokenizer: Mapping[str, Any]) -> None:
     """``--resume`` continues with the run's saved settings: the same command plus ``--resume`` works (an
     option given again with the value the run was started with), and one line names every option that
     differs, with the run's value. ``options``: the command's settings (None: not given), ``preset`` and
-    ``overwrite`` included; ``saved``: the run's config.json; ``tokenizer``: its tokenizer settings."""
+    ``overwrite`` included; ``saved``: the run's config.json (``run_dir.SavedRun``); ``tokenizer``: its
+    tokenizer settings."""
     if options.get("overwrite"):
         raise UsageError("--overwrite starts the run over and --resume continues it: give one of them")
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     # The corpus paths as found from here (a run resumed from another directory: see from_saved).
-    located = TrainConfig.from_saved(saved["training"], saved.get("workdir"))
+    located = saved.train_config()
 
     def run_value(name: str):
         if name in ("corpus", "valid"):
             return getattr(located, name)
         if name in train_fields:
-            return saved["training"].get(name)
+            return getattr(saved.training, name)
         if name in MODEL_SETTINGS:
-            return saved["model"].get(name)
+            return getattr(saved.model, name)
         return {"unk": tokenizer.get("unk_token") is not None, "eos": tokenizer.get("eos_token") is not None,
                 "keep_punctuation": tokenizer.get("filters") == ""}.get(name, tokenizer.get(name))
 

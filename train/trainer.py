@@ -30,14 +30,14 @@ from nextword.train import distributed, sequences
 from nextword.train.distributed import ENGINE, on_chief
 from nextword.train.model import build_model, compile_for_training, inference_model
 from nextword.train.plan import RunPlan
-from nextword.train.run_dir import RunDir, write_json
+from nextword.train.run_dir import CorpusRecord, RunDir, SavedRun, write_json
 
 Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    report: dict
+    report: reporting.TrainReport | None  # None on a distributed run's other workers (the chief writes it)
     model: keras.Model  # the inference model saved as model.keras
     tokenizer: Tokenizer
     config: ModelConfig
@@ -53,12 +53,9 @@ def start(plan: RunPlan, *, log: Log = print) -> TrainResult:
         run.create(plan.overwrite)
         try:
             plan.tokenizer.save(run.path)
-            workers = {"workers": plan.workers} if plan.workers > 1 else {}
-            run.write_config(
-                model=plan.model_config.to_dict(),
-                training=dataclasses.asdict(plan.train_config),
-                corpus={"name": plan.data.corpus.name, **dataclasses.asdict(plan.scan), **workers},
-            )
+            corpus = CorpusRecord(name=plan.data.corpus.name, **dataclasses.asdict(plan.scan),
+                                  workers=plan.workers if plan.workers > 1 else None)
+            run.write_config(SavedRun(model=plan.model_config, training=plan.train_config, corpus=corpus))
         except BaseException:
             # Nothing trained yet: leave no half-made run behind.
             shutil.rmtree(run.path, ignore_errors=True)
@@ -93,9 +90,7 @@ def _load_checkpoint(plan: RunPlan) -> keras.Model:
 
 
 def _rewrite_config(plan: RunPlan) -> None:
-    saved = plan.run.read_config()
-    plan.run.write_config(model=saved["model"], training=dataclasses.asdict(plan.train_config),
-                          corpus=saved["corpus"], workdir=saved.get("workdir"))
+    plan.run.write_config(dataclasses.replace(plan.run.read_config(), training=plan.train_config))
 
 
 def _resume_distributed(plan: RunPlan, *, log: Log) -> TrainResult:
@@ -399,7 +394,7 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
             raise Interrupted(_interrupted_message(plan)) from None
     fit_seconds = time.perf_counter() - fit_started
     if not plan.chief:  # the chief writes the model and the report
-        return TrainResult({}, model, tokenizer, model_config)
+        return TrainResult(None, model, tokenizer, model_config)
 
     final = inference_model(model, model_config)
     with atomic_path(run.model) as tmp:
@@ -411,10 +406,10 @@ def _fit(plan: RunPlan, model: keras.Model, *, log: Log) -> TrainResult:
         resumed_from=initial_epoch,
     )
     if collective is not None:
-        report["distributed"] = {"engine": ENGINE, "workers": list(collective.cluster.workers),
+        report.distributed = {"engine": ENGINE, "workers": list(collective.cluster.workers),
                                  "global_batch": batch_size, "worker_batch": worker_batch,
                                  "steps_per_epoch": plan.worker_steps, "learning_rate": train_config.learning_rate,
                                  "shards": "consecutive byte ranges of the corpus files, one per worker"}
     reporting.plot_history(history, run.history_plot, title=reporting.plot_title(report))
-    write_json(run.report, report)  # last: a run with its report is complete (resume relies on it)
+    write_json(run.report, report.to_dict())  # last: a run with its report is complete (resume relies on it)
     return TrainResult(report, final, tokenizer, model_config)

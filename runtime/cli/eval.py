@@ -17,6 +17,7 @@ from pathlib import Path
 from nextword.cli.predict import add_engine_options
 from nextword.errors import TextFileError, UsageError
 from nextword.fileio import read_lines
+from nextword.runs import MODEL_FILE, path_kind
 from nextword.measure.evaluate import CONTEXTS, evaluate
 
 
@@ -46,7 +47,7 @@ def add_parser(subparsers) -> None:
 
 def _scorer(model: Path, engine: str | None, threads: int | None, trust: str | None = None):
     """(window function, tokenizer, window, description) for a model file or a run directory."""
-    if model.is_dir():
+    if path_kind(model) in ("run", "folder"):  # a folder without config.json: load_run says what is missing
         from nextword.deps import require
 
         require("tensorflow", extra="train", command="eval RUN_DIR")
@@ -55,7 +56,7 @@ def _scorer(model: Path, engine: str | None, threads: int | None, trust: str | N
 
         loaded = load_run(model)
         return (KerasEngine(loaded.model).window, loaded.tokenizer, loaded.config.window,
-                f"Keras {model / 'model.keras'}")
+                f"Keras {model / MODEL_FILE}")
     from nextword.predictor import Predictor
 
     predictor = Predictor.load(model, engine=engine, threads=threads, trust=trust)
@@ -95,7 +96,7 @@ def run(args) -> int:
 
 def _run_adapted(args) -> int:
     model = Path(args.model)
-    if model.is_dir():
+    if path_kind(model) in ("run", "folder"):
         raise UsageError("--adapt runs a model file the way a keyboard does: give a .tflite or .onnx file")
     if args.context != "line" or args.trigram:
         raise UsageError("--adapt scores a keyboard user's messages (line context) without --trigram")

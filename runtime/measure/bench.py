@@ -26,6 +26,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ from nextword.errors import NextwordError, UsageError
 from nextword.modelfile.contract import FORMAT_1_FILE_NAMES, model_file_names
 from nextword.modelfile.reader import read_model_file
 from nextword.predictor import Predictor
+from nextword.records import Record
+from nextword.runs import MODEL_FILE, path_kind
 
 SENTENCES = ["the company said it expects to report a loss for the third quarter",
              "hello how are you doing today", "i will call you when i get home",
@@ -53,10 +56,88 @@ print(first, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tensorf
 """
 
 
-def percentiles(samples_ms: list[float]) -> dict:
+@dataclass(frozen=True)
+class Latency(Record):
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    calls: int
+
+
+@dataclass
+class FileRow(Record):
+    """One model file on one engine (bench.json's ``runtime`` rows)."""
+
+    OMIT_IF_NONE = ("raw_step",)
+
+    file: str
+    format: str
+    precision: str
+    engine: str
+    threads: int
+    size_bytes: int
+    suggest: Latency  # typing order: each context the one before plus a word
+    suggest_fresh: Latency  # nothing remembered: each call reads its whole context
+    suggest_p50_ms_by_context_words: dict  # "1", "3", ... -> p50 ms, fresh
+    session_word: Latency  # feed + suggest, step form
+    session_word_with_profile: Latency  # the same with a 1 MB profile mixed in
+    profile_bytes: int
+    profile_load_ms: float
+    raw_window: Latency
+    raw_step: Latency | None = None  # files with the step form
+    batch64_contexts_per_s: float = 0.0
+    cold_start_s: float = 0.0
+    import_load_first_suggest_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    tensorflow_loaded: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingThroughput(Record):
+    """A run's training speed, from its train_report.json (the command line reads it)."""
+
+    mode: str | None = None
+    targets_per_second: float | None = None
+    steady_targets_per_second: float | None = None
+
+
+@dataclass
+class KerasRow(Record):
+    """A training run's Keras model (bench.json's ``keras`` rows)."""
+
+    file: str
+    size_bytes: int
+    model_call: Latency
+    model_predict: Latency
+    training: TrainingThroughput = field(default_factory=TrainingThroughput)
+    format: str = "keras"
+    precision: str = "float32"
+    engine: str = "keras"
+
+
+@dataclass(frozen=True)
+class Machine(Record):
+    platform: str
+    processor: str
+    cpus: int | None
+    python: str
+
+
+@dataclass
+class BenchResult(Record):
+    """bench.json."""
+
+    machine: Machine
+    threads: int
+    repeats: int
+    runtime: list[FileRow] = field(default_factory=list)
+    keras: list[KerasRow] = field(default_factory=list)
+
+
+def percentiles(samples_ms: list[float]) -> Latency:
     values = np.asarray(samples_ms)
-    return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)),
-            "p99_ms": float(np.percentile(values, 99)), "calls": int(len(values))}
+    return Latency(p50_ms=float(np.percentile(values, 50)), p95_ms=float(np.percentile(values, 95)),
+                   p99_ms=float(np.percentile(values, 99)), calls=int(len(values)))
 
 
 def timed(function, repeats: int) -> list[float]:
@@ -98,7 +179,7 @@ def session_words(session, words: list[str], repeats: int) -> list[float]:
     return timed(one_word, repeats)
 
 
-def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
+def bench_file(path: Path, engine: str, threads: int, repeats: int) -> FileRow:
     model = read_model_file(path)
     predictor = Predictor.load(path, engine=engine, threads=threads)
     config = predictor.config
@@ -125,27 +206,25 @@ def bench_file(path: Path, engine: str, threads: int, repeats: int) -> dict:
     by_length = {}
     for count in sorted({n for n in (1, 3, 5, 10) if n < config.window} | {config.window}):
         text = " ".join((words * (count // len(words) + 1))[:count]) + " "
-        by_length[str(count)] = percentiles(timed(lambda t=text: predictor.suggest(t), max(30, repeats // 3)))["p50_ms"]
+        by_length[str(count)] = percentiles(timed(lambda t=text: predictor.suggest(t), max(30, repeats // 3))).p50_ms
     predictor.remember_contexts = True
     tokens = window_ids(predictor.context_ids("the company said it"), config.window)[None]  # (1, window)
     raw_window = timed(lambda: predictor.engine.window(tokens), repeats)
-    row = {"file": path.name, "format": model.format, "precision": model.precision, "engine": engine,
-           "threads": threads, "size_bytes": path.stat().st_size,
-           "suggest": percentiles(suggest), "suggest_fresh": percentiles(suggest_fresh),
-           "suggest_p50_ms_by_context_words": by_length,
-           "session_word": percentiles(session_word),
-           "session_word_with_profile": percentiles(session_word_profile),
-           "profile_bytes": len(profile.to_bytes()), "profile_load_ms": profile_load_ms,
-           "raw_window": percentiles(raw_window)}
+    raw_step = None
     if predictor.engine.has_step:
         h = np.zeros((config.num_layers, 1, config.hidden_size), np.float32)
         token = np.array([1], np.int32)
-        row["raw_step"] = percentiles(timed(lambda: predictor.engine.step(token, h, h), repeats))
+        raw_step = percentiles(timed(lambda: predictor.engine.step(token, h, h), repeats))
     batch = [" ".join(words[i: i + 12]) for i in range(64)]
     batch_time = min(timed(lambda: predictor.suggest_batch(batch), 5)) / 1000
-    row["batch64_contexts_per_s"] = len(batch) / batch_time
-    row.update(cold_start(path, engine, threads))
-    return row
+    return FileRow(file=path.name, format=model.format, precision=model.precision, engine=engine, threads=threads,
+                   size_bytes=path.stat().st_size, suggest=percentiles(suggest),
+                   suggest_fresh=percentiles(suggest_fresh), suggest_p50_ms_by_context_words=by_length,
+                   session_word=percentiles(session_word),
+                   session_word_with_profile=percentiles(session_word_profile),
+                   profile_bytes=len(profile.to_bytes()), profile_load_ms=profile_load_ms,
+                   raw_window=percentiles(raw_window), raw_step=raw_step,
+                   batch64_contexts_per_s=len(batch) / batch_time, **cold_start(path, engine, threads))
 
 
 def full_profile(predictor, cap_bytes: int | None = None) -> tuple:
@@ -178,7 +257,7 @@ def expand(paths: list[Path]) -> list[Path]:
     """Model files and run directories to measure: an export folder stands for the model files in it."""
     out = []
     for path in paths:
-        if path.is_dir() and not (path / "config.json").is_file():
+        if path_kind(path) == "folder":
             files = sorted(p for p in path.iterdir() if p.name in model_file_names() - set(FORMAT_1_FILE_NAMES))
             if not files:
                 raise UsageError(f"{path} holds neither a training run (config.json) nor model files from "
@@ -189,42 +268,39 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def bench_keras(run_dir: Path, call_fn, predict_fn, tokenizer, window: int, report: dict, repeats: int) -> dict:
+def bench_keras(run_dir: Path, call_fn, predict_fn, tokenizer, window: int, training: TrainingThroughput,
+                repeats: int) -> KerasRow:
     """A training run's Keras model, loaded by the caller with ``nextword.train``'s loader: ``call_fn`` is
-    ``model(x)``, ``predict_fn`` ``model.predict(x)``, ``report`` the run's train report as a dict."""
+    ``model(x)``, ``predict_fn`` ``model.predict(x)``, ``training`` the speed its train report gives."""
     tokens = window_ids(tokenizer.context_ids("the company said it"), window)[None]
     for _ in range(5):
         call_fn(tokens)
         predict_fn(tokens)
     call = timed(lambda: call_fn(tokens), repeats)
     predict = timed(lambda: predict_fn(tokens), max(20, repeats // 10))
-    return {"file": f"{run_dir.name}/model.keras", "format": "keras", "precision": "float32", "engine": "keras",
-            "size_bytes": (run_dir / "model.keras").stat().st_size, "model_call": percentiles(call),
-            "model_predict": percentiles(predict),
-            "training": {"mode": report.get("training", {}).get("mode"),
-                         "targets_per_second": report.get("targets_per_second"),
-                         "steady_targets_per_second": report.get("steady_targets_per_second")}}
+    return KerasRow(file=f"{run_dir.name}/{MODEL_FILE}", size_bytes=(run_dir / MODEL_FILE).stat().st_size,
+                    model_call=percentiles(call), model_predict=percentiles(predict), training=training)
 
 
-def run_bench(paths: list[Path], *, threads: int = 1, repeats: int = 300, log=print, bench_run=None) -> dict:
+def run_bench(paths: list[Path], *, threads: int = 1, repeats: int = 300, log=print, bench_run=None) -> BenchResult:
     """Every model file (each installed engine) and run directory in ``paths``. A run directory needs
     ``bench_run(run_dir, repeats) -> row`` (the command line passes one that loads the run with
     ``nextword.train``: nothing here imports TensorFlow)."""
     rows, keras_rows = [], []
     for path in expand(paths):
-        if path.is_dir():
+        if path_kind(path) == "run":
             if bench_run is None:
                 raise UsageError(f"{path} is a training run: benchmarking its Keras model needs `nextword bench` "
                                  "with the train extra")
             keras_rows.append(bench_run(path, repeats))
-            log(f"keras {path}: model(x) p50 {keras_rows[-1]['model_call']['p50_ms']:.2f} ms")
+            log(f"keras {path}: model(x) p50 {keras_rows[-1].model_call.p50_ms:.2f} ms")
             continue
         model = read_model_file(path)
         for engine in installed_engines(model.format):
             rows.append(bench_file(path, engine, threads, repeats))
             r = rows[-1]
-            log(f"{path.name} on {engine}: suggest p50 {r['suggest']['p50_ms']:.3f} ms, "
-                f"session word p50 {r['session_word']['p50_ms']:.3f} ms, cold start {r['cold_start_s']:.2f} s")
-    return {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                        "cpus": os.cpu_count(), "python": platform.python_version()},
-            "threads": threads, "repeats": repeats, "runtime": rows, "keras": keras_rows}
+            log(f"{path.name} on {engine}: suggest p50 {r.suggest.p50_ms:.3f} ms, "
+                f"session word p50 {r.session_word.p50_ms:.3f} ms, cold start {r.cold_start_s:.2f} s")
+    machine = Machine(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                      cpus=os.cpu_count(), python=platform.python_version())
+    return BenchResult(machine=machine, threads=threads, repeats=repeats, runtime=rows, keras=keras_rows)

@@ -22,6 +22,7 @@ from typing import Any
 from nextword import __version__
 from nextword.config import ModelConfig
 from nextword.errors import MetadataError, UsageError
+from nextword.records import header_mismatch
 
 MODEL_FORMAT = "nextword.model"
 #: Bump when the embedded metadata changes incompatibly; readers refuse other versions.
@@ -266,14 +267,15 @@ class ModelMetadata:
     @classmethod
     def from_dict(cls, data: Any, fmt: str) -> ModelMetadata:
         """Parse and type-check the metadata of a ``fmt`` file; MetadataError names the first field that is wrong."""
-        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        mismatch = header_mismatch(data, format=MODEL_FORMAT, version=MODEL_FORMAT_VERSION)
+        if mismatch == "format":
             raise MetadataError("embedded config is not nextword model metadata")
         version = data.get("format_version")
         written_by = f"nextword {data.get('nextword_version')}"
-        if isinstance(version, int) and not isinstance(version, bool) and 0 < version < MODEL_FORMAT_VERSION:
+        if mismatch == "older":
             raise MetadataError(f"written in model-file format {version} by {written_by}; this nextword reads format "
                                 f"{MODEL_FORMAT_VERSION}: export the model again (nextword export RUN --out DIR)")
-        if version != MODEL_FORMAT_VERSION or isinstance(version, bool):
+        if mismatch == "newer":
             raise MetadataError(f"model-file format {version!r} is not supported by this nextword (reads "
                                 f"{MODEL_FORMAT_VERSION}); written by {written_by}, upgrade nextword")
         precision = _require(data, "precision", str, "")

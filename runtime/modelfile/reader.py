@@ -38,6 +38,7 @@ from nextword.errors import (
     TokenizerFileError,
     VocabMismatchError,
 )
+from nextword.fileio import read_file
 from nextword.modelfile.containers import (
     onnx_digest,
     onnx_metadata_props,
@@ -104,14 +105,9 @@ def read_model_file(path: str | Path, *, trust=None) -> ModelFile:
     """The checked model file at ``path``. ``trust``: a public key (PEM file, PEM bytes or key object):
     only a file signed with it is accepted (``nextword.modelfile.signing``)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"model file {path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory; give a .tflite or .onnx file from `nextword export`") from None
-    except OSError as err:
-        raise ModelFileError(f"cannot read model file {path}: {err.strerror}") from None
+    data = read_file(path, ModelFileError, what="model file",
+                     fix="give a .tflite or .onnx file from `nextword export`",
+                     missing=f"model file {path} does not exist; check the path")
     fmt = detect_format(data)
     if fmt == "tflite":
         metadata, vocab_text, checksum, signature = _tflite_metadata(data, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nextword.errors import UsageError
+from nextword.fileio import read_file
 
 
 class Blocking:
@@ -39,17 +40,7 @@ class Blocking:
 def read_blocklist(path: str | Path) -> list[str]:
     """Words to block, one per line (``#`` starts a comment)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"--block {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"--block {path}: is a directory; give a file of words, one per line") from None
-    except OSError as err:
-        raise UsageError(f"--block {path}: cannot read it ({err.strerror}); give a file of words, one per line") \
-            from None
-    except UnicodeDecodeError as err:
-        raise UsageError(f"--block {path}: not UTF-8 text (byte {err.start}); give a file of words, one per line") \
-            from None
+    text = read_file(path, UsageError, what="--block", fix="give a file of words, one per line",
+                     missing=f"--block {path}: no such file", text=True)
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 

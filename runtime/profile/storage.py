@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nextword.errors import NextwordError, UsageError
-from nextword.fileio import atomic_write_bytes
+from nextword.fileio import atomic_write_bytes, read_file
+from nextword.records import header_mismatch
 from nextword.profile.settings import (
     DECAY,
     FORMAT,
@@ -53,14 +54,13 @@ class ProfileFile:
         path = Path(path)
         try:
             size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ProfileDamagedError(f"{path}: {size:,} bytes is not a profile (at most {MAX_FILE_BYTES:,}); "
-                                          "move it away or give another --profile")
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise ProfileError(f"{path}: no such profile; a keyboard creates it at the first sent message") from None
-        except OSError as err:
-            raise ProfileError(f"{path}: cannot read the profile ({err.strerror}); check the path") from None
+        except OSError:
+            size = 0  # read_file says what is wrong
+        if size > MAX_FILE_BYTES:
+            raise ProfileDamagedError(f"{path}: {size:,} bytes is not a profile (at most {MAX_FILE_BYTES:,}); "
+                                      "move it away or give another --profile")
+        raw = read_file(path, ProfileError, what="profile", fix="check the path",
+                        missing=f"{path}: no such profile; a keyboard creates it at the first sent message")
         profile = cls(path, **kwargs)
         profile._read(raw, path)
         return profile
@@ -99,9 +99,10 @@ class ProfileFile:
             header = json.loads(header_line.decode("utf-8")) if len(header_line) < 1000 else None
         except (UnicodeDecodeError, ValueError, RecursionError):
             header = None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
+        mismatch = header_mismatch(header, format=FORMAT, version=VERSION, key="version")
+        if mismatch == "format":
             raise bad("not a nextword profile")
-        if header.get("version") != VERSION:
+        if mismatch:
             raise ProfileError(f"{path}: profile version {header.get('version')!r}, this nextword reads {VERSION}; "
                                "upgrade nextword")
         if header.get("sha256") != hashlib.sha256(body).hexdigest():

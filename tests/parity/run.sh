@@ -3,8 +3,9 @@
 #   1. training (.venv: the `train` extra): fixture models, every export, Keras references;
 #   2. .venv-litert: runtime only, ai-edge-litert + onnxruntime on numpy 2;
 #   3. .venv-tflite: runtime only, tflite-runtime 2.14 on numpy<2 (Python 3.11);
-#   4. .venv with Debian's Chromium: the ONNX files in the web client's ONNX Runtime Web (wasm).
-# Environments 2 and 3 measure every file on their engines against the references; the matrix of all
+#   4. .venv with Debian's Chromium: the ONNX files in the web client's ONNX Runtime Web (wasm);
+#   5. arm64 (tests/arm64/run.sh): a Raspberry Pi OS Bookworm root under emulation, each Python engine.
+# Environments 2, 3 and 5 measure every file on their engines against the references; the matrix of all
 # cells is printed last. Run from anywhere after .venv exists (the README's test command does it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,5 +36,8 @@ done
 echo "== parity environment .venv + Chromium: ONNX Runtime Web (wasm), the web client's engine"
 NEXTWORD_PARITY_DIR="$out" NEXTWORD_PARITY_OUT="$out/rows-web.jsonl" \
     .venv/bin/python -m pytest tests/parity/test_web_parity.py -q -p no:cacheprovider
+
+echo "== parity environment arm64: Raspberry Pi OS Bookworm (Python 3.11) under qemu-user-static"
+bash tests/arm64/run.sh "$out"
 
 .venv/bin/python tests/parity/matrix.py "$out"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from nextword.modelfile.reader import read_model_file
 ROOT = Path(os.environ.get("NEXTWORD_PARITY_DIR", "build/parity"))
 OUT = os.environ.get("NEXTWORD_PARITY_OUT")
 MANIFEST = json.loads((ROOT / "manifest.json").read_text()) if (ROOT / "manifest.json").exists() else None
+if MANIFEST is not None and os.environ.get("NEXTWORD_PARITY_MODELS"):  # a column that measures some fixtures
+    chosen = os.environ["NEXTWORD_PARITY_MODELS"].split(",")
+    MANIFEST["models"] = {m: v for m, v in MANIFEST["models"].items() if m in chosen}
 pytestmark = pytest.mark.skipif(MANIFEST is None, reason=f"no parity fixtures in {ROOT} (build_fixtures.py)")
 
 
@@ -64,7 +68,8 @@ def step_through(engine, contexts: np.ndarray, layers: int, hidden: int) -> np.n
 @pytest.mark.parametrize("model, fmt, precision, engine", cells(), ids=lambda v: str(v))
 def test_cell(model, fmt, precision, engine):
     base = {"model": model, "format": fmt, "precision": precision, "engine": engine,
-            "python": f"{sys.version_info.major}.{sys.version_info.minor}", "numpy": np.__version__}
+            "machine": platform.machine(), "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "numpy": np.__version__}
     path = model_path(model, fmt, precision)
     checked = read_model_file(path)
     engine_object = open_engine(checked, engine)

@@ -12,6 +12,7 @@ against `nextword predict`'s (ONNX Runtime) for the fixture's texts.
 from __future__ import annotations
 
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -62,15 +63,15 @@ def test_web_cell(browser, model, precision):
         expected = [[(s.word, s.prob) for s in predictor.suggest(text, 3)] for text in texts]
         got = page_suggest(page, texts)
         try:
-            assert_same_suggestions(expected, got, texts)
+            assert_same_suggestions(expected, got, texts, precision)
             suggest_matches = True
         except AssertionError:
             suggest_matches = False
         assert page.errors == []
     version = json.loads((Path(__file__).resolve().parents[2] / "clients/web/package-lock.json").read_text())
     ort_version = version["packages"]["node_modules/onnxruntime-web"]["version"]
-    base = {"model": model, "format": "onnx", "precision": precision, "engine": ENGINE, "python": "wasm",
-            "numpy": ort_version}
+    base = {"model": model, "format": "onnx", "precision": precision, "engine": ENGINE,
+            "machine": platform.machine(), "python": "wasm", "numpy": ort_version}
     problems = record_forms(base, keras_probs, {"window": window, "step": step, "sequence": sequence},
                             suggest_matches)
     assert not problems, problems
