@@ -67,13 +67,14 @@ def test_this_is_the_machine_the_column_names():
 
 @pytest.mark.parametrize("model, fmt, precision, engine", files(), ids=lambda v: str(v))
 def test_predict_says_what_the_api_says(model, fmt, precision, engine):
+    """One text per line of standard input, as a Pi script pipes them (one process: each costs seconds
+    under emulation)."""
     path = path_of(model, fmt, precision)
     predictor = Predictor.load(path, engine=engine)
-    for text in TEXTS[1:4]:
-        done = nextword("predict", str(path), text, "--engine", engine, "--json")
-        assert done.returncode == 0, done.stderr
-        shown = [s["word"] for s in json.loads(done.stdout)["suggestions"]]
-        assert shown == words(predictor.suggest(text, 3)), (text, done.stdout)
+    done = nextword("predict", str(path), "--engine", engine, "--json", stdin="\n".join(TEXTS) + "\n")
+    assert done.returncode == 0, done.stderr
+    answers = [[s["word"] for s in json.loads(line)["suggestions"]] for line in done.stdout.splitlines()]
+    assert answers == [words(predictor.suggest(text, 3)) for text in TEXTS], done.stdout
 
 
 @pytest.mark.parametrize("model, fmt", [(m, f) for m in MODELS for f in PRECISIONS])
