@@ -25,13 +25,13 @@ from nextword.modelfile.contract import FORMS, file_name, parse_selection
 from nextword.engines import OnnxEngine, TFLiteEngine
 from nextword.errors import ExportValidationError, UsageError
 from nextword.fileio import atomic_path
-from nextword.runs import path_kind
+from nextword.runs import KERAS_SUFFIXES, path_kind
 from nextword.modelfile.reader import ModelFile, read_model_file
 from nextword.modelfile.signing import signed_bytes
 from nextword.export import onnx_format, sizes, tflite_format
 from nextword.export.contexts import ValidationSet, text_lines, validation_set
 from nextword.export.graphs import InferenceGraphs, LstmWeights
-from nextword.export.keras_import import MODEL_SUFFIXES, ImportedModel, import_keras_model
+from nextword.export.keras_import import ImportedModel, import_keras_model
 from nextword.export.stack_graphs import StackGraphs
 from nextword.export.metadata import build_metadata
 from nextword.export.out_dir import ExportDir
@@ -125,7 +125,7 @@ def _load_source(path: Path, tokenizer, window):
     if kind in ("keras", "file"):
         if kind == "file":
             raise UsageError(f"{path.name} is neither a run directory nor a Keras model file "
-                             f"({', '.join(MODEL_SUFFIXES)}); give one of those")
+                             f"({', '.join(KERAS_SUFFIXES)}); give one of those")
         imported = import_keras_model(path, tokenizer=tokenizer, window=window)
         return imported, StackGraphs(imported.stack, imported.config), imported.model_sha256()
     if tokenizer is not None or window is not None:

@@ -28,10 +28,8 @@ import numpy as np
 from nextword.config import ModelConfig
 from nextword.errors import ModelFileError, UsageError
 from nextword.export.keras_tokenizer import find_tokenizer, read_tokenizer
-from nextword.runs import KERAS_SUFFIXES
 from nextword.tokenizer import Tokenizer
 
-MODEL_SUFFIXES = KERAS_SUFFIXES
 SUPPORTED = ("Embedding -> LSTM / GRU / SimpleRNN (one or more; Dropout between them) -> optional Dense or "
              "Activation layers -> a final softmax or linear Dense")
 _RECURRENT = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn"}

@@ -43,7 +43,8 @@ def find_tokenizer(model_path: Path) -> Path:
 
 def read_tokenizer(path: Path, *, input_dim: int, output_dim: int) -> Tokenizer:
     """The tokenizer in ``path``, checked against the model's Embedding rows and output width."""
-    read_file(path, UsageError, what="tokenizer file", fix=f"pass --tokenizer FILE: {KINDS}")  # missing: a usage error
+    if not path.exists():  # a wrong --tokenizer is a usage error; a file that is there but unreadable is not
+        raise UsageError(f"tokenizer file {path} does not exist; pass --tokenizer FILE: {KINDS}")
     text = read_file(path, TokenizerFileError, what="tokenizer file", fix=f"it must be UTF-8 text: {KINDS}", text=True)
     try:
         data = json.loads(text)

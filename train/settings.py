@@ -112,11 +112,6 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_saved(cls, training: dict, workdir: str | None = None) -> TrainConfig:
-        """The settings a run saved, located from here (``located``)."""
-        return cls.from_dict(training).located(workdir)
-
     def located(self, workdir: str | None) -> TrainConfig:
         """``workdir``: the directory the run was trained from; a relative corpus path that does not exist
         from here is read from there, where it does (a run exported or resumed from another directory)."""
@@ -221,7 +216,7 @@ def check_resume_options(options: Mapping[str, Any], saved, tokenizer: Mapping[s
     if options.get("overwrite"):
         raise UsageError("--overwrite starts the run over and --resume continues it: give one of them")
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    # The corpus paths as found from here (a run resumed from another directory: see from_saved).
+    # The corpus paths as found from here (a run resumed from another directory: see TrainConfig.located).
     located = saved.train_config()
 
     def run_value(name: str):
